@@ -1,0 +1,65 @@
+"""carbon-sensors: flexible batch work waits for low-carbon windows and always meets its deadline.
+
+The core (this package's top level) imports neither Airflow nor Prefect nor pandas. The Airflow
+adapters live in ``carbon_sensors.sensors``, ``.triggers``, ``.operators`` and ``.decorators``.
+
+>>> from datetime import timedelta
+>>> from carbon_sensors import After, CarbonGate
+>>> CarbonGate(zones="GB", deadline=After(hours=8), expected_duration=timedelta(hours=1)).home_zone
+'GB'
+"""
+
+from carbon_sensors.clock import Clock, SystemClock
+from carbon_sensors.deadlines import After, NextLocalTime, resolve_deadline
+from carbon_sensors.errors import (
+    CarbonSensorsError,
+    ConfigurationError,
+    DeadlineError,
+    ForecastCoverageError,
+    ForecastError,
+    GateError,
+    InvalidForecastError,
+    SignalMismatchError,
+    SourceDataError,
+    SourceError,
+    UnknownZoneError,
+)
+from carbon_sensors.forecast import Forecast
+from carbon_sensors.gate import CarbonGate, Decision, Override, decide, wait_for_window
+from carbon_sensors.planning import Plan, Policy, latest_start, plan
+from carbon_sensors.signals import EmbeddedProfileSource, FileSource, Source
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "After",
+    "CarbonGate",
+    "CarbonSensorsError",
+    "Clock",
+    "ConfigurationError",
+    "DeadlineError",
+    "Decision",
+    "EmbeddedProfileSource",
+    "FileSource",
+    "Forecast",
+    "ForecastCoverageError",
+    "ForecastError",
+    "GateError",
+    "InvalidForecastError",
+    "NextLocalTime",
+    "Override",
+    "Plan",
+    "Policy",
+    "SignalMismatchError",
+    "Source",
+    "SourceDataError",
+    "SourceError",
+    "SystemClock",
+    "UnknownZoneError",
+    "__version__",
+    "decide",
+    "latest_start",
+    "plan",
+    "resolve_deadline",
+    "wait_for_window",
+]

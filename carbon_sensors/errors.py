@@ -1,0 +1,74 @@
+"""The exception tree. Every message says what went wrong and what to do next.
+
+    CarbonSensorsError
+    ├── ConfigurationError      a DAG author's argument is wrong (also a ValueError)
+    │   ├── DeadlineError       naive, past or unreachable deadline; duration longer than the slack
+    │   └── UnknownZoneError    the source has no data for that zone (also a LookupError)
+    ├── ForecastError           a forecast cannot be used (also a ValueError)
+    │   ├── InvalidForecastError    empty, unordered, NaN, negative or implausible values
+    │   ├── ForecastCoverageError   the forecast does not cover the time asked about
+    │   └── SignalMismatchError     average and marginal signals mixed in one decision
+    ├── SourceError             a source could not deliver a forecast
+    │   └── SourceDataError     the source's data is malformed (missing columns, bad timestamps)
+    └── GateError               a carbon gate reported an error instead of a decision
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CarbonSensorsError",
+    "ConfigurationError",
+    "DeadlineError",
+    "ForecastCoverageError",
+    "ForecastError",
+    "GateError",
+    "InvalidForecastError",
+    "SignalMismatchError",
+    "SourceDataError",
+    "SourceError",
+    "UnknownZoneError",
+]
+
+
+class CarbonSensorsError(Exception):
+    """Root of every error raised by carbon-sensors."""
+
+
+class ConfigurationError(CarbonSensorsError, ValueError):
+    """An argument given by the DAG author is invalid."""
+
+
+class DeadlineError(ConfigurationError):
+    """The deadline or the expected duration cannot work."""
+
+
+class UnknownZoneError(ConfigurationError, LookupError):
+    """The source knows no such zone."""
+
+
+class ForecastError(CarbonSensorsError, ValueError):
+    """A forecast cannot be used for a decision."""
+
+
+class InvalidForecastError(ForecastError):
+    """The forecast's points are empty, unordered or hold impossible values."""
+
+
+class ForecastCoverageError(ForecastError):
+    """The forecast does not cover the time the decision needs."""
+
+
+class SignalMismatchError(ForecastError):
+    """Average and marginal intensities were mixed in one decision."""
+
+
+class SourceError(CarbonSensorsError):
+    """A signal source could not deliver a forecast."""
+
+
+class SourceDataError(SourceError):
+    """A source's data is malformed."""
+
+
+class GateError(CarbonSensorsError):
+    """A carbon gate reported an error instead of a decision."""

@@ -1,0 +1,181 @@
+"""The ``Forecast`` model: piecewise-constant carbon intensity over time, and window means over it.
+
+Each point holds from its start until the next point starts; the last point holds until ``end``.
+Points may come at any resolution (5 min, 30 min, 1 h) and need not be evenly spaced.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> t0 = datetime(2026, 6, 15, tzinfo=timezone.utc)
+>>> f = Forecast.from_points([(t0, 300.0), (t0 + timedelta(hours=1), 100.0)], zone="DE",
+...                          source="example", resolution=timedelta(hours=1))
+>>> f.window_mean(t0 + timedelta(minutes=30), timedelta(hours=1))
+200.0
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from carbon_sensors.errors import ConfigurationError, InvalidForecastError
+from carbon_sensors.timeutil import as_utc
+
+__all__ = ["MAX_PLAUSIBLE_G_PER_KWH", "SIGNALS", "Forecast", "Signal"]
+
+Signal = Literal["average", "marginal"]
+SIGNALS: tuple[str, ...] = ("average", "marginal")
+
+#: The dirtiest real grids average under 1,100 gCO2eq/kWh; anything above this is a unit or data error.
+MAX_PLAUSIBLE_G_PER_KWH = 2000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Carbon intensity (gCO2eq/kWh) for one zone from one source, as UTC epoch-second slots.
+
+    Build it with :meth:`from_points`; the constructor validates whatever it is given.
+    ``measured_until``: points that start before it are measurements, the rest are forecasts.
+    """
+
+    zone: str
+    source: str
+    signal: Signal
+    issued_at: datetime
+    starts_s: tuple[float, ...]
+    values: tuple[float, ...]
+    end_s: float
+    measured_until: datetime | None = None
+    _cumulative: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise ConfigurationError(f"signal must be 'average' or 'marginal', got {self.signal!r}")
+        object.__setattr__(self, "issued_at", as_utc(self.issued_at, "forecast issued_at"))
+        where = f"forecast for zone {self.zone!r} from {self.source!r}"
+        if not self.starts_s:
+            raise InvalidForecastError(f"{where} has no points; check the source's time range and zone")
+        if len(self.starts_s) != len(self.values):
+            raise InvalidForecastError(f"{where} has {len(self.starts_s)} times but {len(self.values)} values")
+        for earlier, later in zip(self.starts_s, self.starts_s[1:], strict=False):
+            if not later > earlier:
+                raise InvalidForecastError(
+                    f"{where} is not strictly increasing in time at {_iso(later)}; "
+                    "sort the points and drop duplicate timestamps"
+                )
+        if not self.end_s > self.starts_s[-1]:
+            raise InvalidForecastError(f"{where} ends at {_iso(self.end_s)}, not after its last point")
+        for start, value in zip(self.starts_s, self.values, strict=True):
+            if not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_G_PER_KWH):
+                raise InvalidForecastError(
+                    f"{where} has intensity {value!r} at {_iso(start)}; values must be finite and within "
+                    f"0..{MAX_PLAUSIBLE_G_PER_KWH:g} gCO2eq/kWh (check the source's unit: lbs/MWh or kg/kWh?)"
+                )
+        cumulative = [0.0]
+        for i in range(len(self.values) - 1):
+            cumulative.append(cumulative[-1] + self.values[i] * (self.starts_s[i + 1] - self.starts_s[i]))
+        object.__setattr__(self, "_cumulative", tuple(cumulative))
+
+    @classmethod
+    def from_points(
+        cls,
+        points: Iterable[tuple[datetime, float]],
+        *,
+        zone: str,
+        source: str,
+        signal: Signal = "average",
+        issued_at: datetime | None = None,
+        resolution: timedelta | None = None,
+        measured_until: datetime | None = None,
+    ) -> Forecast:
+        """Build a forecast from ``(aware datetime, gCO2eq/kWh)`` pairs in time order.
+
+        ``resolution`` is how long the last point holds; by default, the step before it.
+        ``issued_at`` defaults to the first point's time.
+        """
+        pairs = [(as_utc(t, "forecast point time").timestamp(), float(v)) for t, v in points]
+        if not pairs:
+            raise InvalidForecastError(f"forecast for zone {zone!r} from {source!r} has no points")
+        starts = tuple(p[0] for p in pairs)
+        if resolution is not None:
+            step = resolution.total_seconds()
+            if step <= 0:
+                raise ConfigurationError(f"resolution must be positive, got {resolution}")
+        elif len(starts) >= 2:
+            step = starts[-1] - starts[-2]
+        else:
+            raise InvalidForecastError(
+                f"forecast for zone {zone!r} has a single point; pass resolution= to say how long it holds"
+            )
+        return cls(
+            zone=zone,
+            source=source,
+            signal=signal,
+            issued_at=issued_at if issued_at is not None else datetime.fromtimestamp(starts[0], UTC),
+            starts_s=starts,
+            values=tuple(p[1] for p in pairs),
+            end_s=starts[-1] + step,
+            measured_until=measured_until,
+        )
+
+    @property
+    def start(self) -> datetime:
+        """When the first point starts (UTC)."""
+        return datetime.fromtimestamp(self.starts_s[0], UTC)
+
+    @property
+    def end(self) -> datetime:
+        """When the last point stops holding (UTC)."""
+        return datetime.fromtimestamp(self.end_s, UTC)
+
+    def points(self) -> list[tuple[datetime, float]]:
+        """The points as ``(UTC datetime, gCO2eq/kWh)`` pairs."""
+        return [(datetime.fromtimestamp(s, UTC), v) for s, v in zip(self.starts_s, self.values, strict=True)]
+
+    def covers(self, start_s: float, end_s: float) -> bool:
+        """Whether the interval ``[start_s, end_s]`` (epoch seconds) lies inside the forecast."""
+        return self.starts_s[0] <= start_s and end_s <= self.end_s
+
+    def integral_to(self, t_s: float) -> float:
+        """The integral of intensity from the first point to ``t_s`` (g/kWh x s); t_s must be covered."""
+        i = bisect_right(self.starts_s, t_s) - 1
+        return self._cumulative[i] + self.values[i] * (t_s - self.starts_s[i])
+
+    def mean_between(self, start_s: float, end_s: float) -> float:
+        """Time-weighted mean intensity over ``[start_s, end_s]`` (epoch seconds), clipped to coverage."""
+        lo, hi = max(start_s, self.starts_s[0]), min(end_s, self.end_s)
+        if hi <= lo:
+            return self.values[bisect_right(self.starts_s, lo) - 1] if lo == hi and self.covers(lo, lo) else math.nan
+        return (self.integral_to(hi) - self.integral_to(lo)) / (hi - lo)
+
+    def window_mean(self, start: datetime, duration: timedelta) -> float:
+        """Duration-weighted mean intensity of a job running ``duration`` from ``start``."""
+        s = as_utc(start, "window start").timestamp()
+        return self.mean_between(s, s + duration.total_seconds())
+
+    def value_at(self, moment: datetime) -> float:
+        """The intensity that holds at ``moment`` (NaN outside the forecast)."""
+        s = as_utc(moment, "moment").timestamp()
+        if not self.covers(s, s) or s == self.end_s:
+            return math.nan
+        return self.values[bisect_right(self.starts_s, s) - 1]
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def common_signal(forecasts: Sequence[Forecast]) -> Signal:
+    """The one signal all ``forecasts`` share; refuse to mix average with marginal."""
+    from carbon_sensors.errors import SignalMismatchError
+
+    kinds = {f.signal for f in forecasts}
+    if len(kinds) > 1:
+        listing = ", ".join(f"{f.zone}={f.signal} ({f.source})" for f in forecasts)
+        raise SignalMismatchError(
+            f"cannot compare average with marginal intensities ({listing}); "
+            "configure every zone's source with the same signal"
+        )
+    return forecasts[0].signal

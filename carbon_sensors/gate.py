@@ -1,0 +1,259 @@
+"""A carbon gate: the one place that turns a job's settings, a source and the time into a decision.
+
+The Airflow trigger, the sensor's poke mode and the decorators all call :func:`decide` (one
+decision) or :func:`wait_for_window` (decide, sleep until the next decision point, repeat).
+
+>>> from datetime import timedelta
+>>> from carbon_sensors.deadlines import After
+>>> gate = CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1))
+>>> gate.zones, gate.source.kind, gate.on_source_error
+(('DE',), 'embedded', 'run_now')
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from carbon_sensors.clock import Clock
+from carbon_sensors.deadlines import DeadlineSpec, check_deadline_spec
+from carbon_sensors.errors import ConfigurationError, ForecastError, SourceError, UnknownZoneError
+from carbon_sensors.planning import Plan, Policy, latest_start, plan
+from carbon_sensors.signals import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource, Source, source_from_spec
+from carbon_sensors.timeutil import as_utc, to_iso
+
+__all__ = [
+    "KILL_SWITCH_ENV",
+    "ON_SOURCE_ERROR",
+    "CarbonGate",
+    "Decision",
+    "Override",
+    "decide",
+    "kill_switch_from_env",
+    "wait_for_window",
+]
+
+log = logging.getLogger(__name__)
+
+#: Set to 1/true/yes/on to make every gate pass at once (see also the Airflow config switch).
+KILL_SWITCH_ENV = "CARBON_SENSORS_KILL_SWITCH"
+#: What a gate does when its source fails: start now, plan on the embedded profile, or fail the task.
+ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A reason to start at once whatever the forecast says: ``kind`` is ``kill_switch`` or ``manual``."""
+
+    kind: Literal["kill_switch", "manual"]
+    reason: str
+
+
+def kill_switch_from_env() -> Override | None:
+    """The global kill switch from the environment, if set."""
+    if os.environ.get(KILL_SWITCH_ENV, "").strip().lower() in _TRUE:
+        return Override("kill_switch", f"the kill switch {KILL_SWITCH_ENV} is on")
+    return None
+
+
+@dataclass(frozen=True)
+class CarbonGate:
+    """Everything a gate needs to decide: where, by when, for how long, from which signal.
+
+    Validated on construction (at DAG parse time): unknown zones, naive deadlines and durations
+    longer than a relative deadline's slack fail here with a
+    :class:`~carbon_sensors.errors.ConfigurationError`. :meth:`check_not_past` also refuses an
+    absolute deadline that has already passed (the Airflow adapters call it when a DAG is parsed).
+    """
+
+    zones: Sequence[str] | str
+    deadline: DeadlineSpec
+    expected_duration: timedelta
+    source: Source | str | dict[str, Any] = "embedded"
+    policy: Policy = field(default_factory=Policy)
+    on_source_error: str = "run_now"
+    check_interval: timedelta = timedelta(minutes=1)
+
+    def __post_init__(self) -> None:
+        zones = (self.zones,) if isinstance(self.zones, str) else tuple(self.zones)
+        if not zones or not all(isinstance(z, str) and z.strip() for z in zones):
+            raise ConfigurationError(f"zones must be one or more zone names such as 'DE', got {self.zones!r}")
+        if len(set(zones)) != len(zones):
+            raise ConfigurationError(f"zones lists a zone twice: {zones!r}")
+        object.__setattr__(self, "zones", zones)
+        object.__setattr__(self, "source", source_from_spec(self.source))
+        for zone in zones:
+            self.source.check_zone(zone)
+        if not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0):
+            raise ConfigurationError(
+                f"expected_duration must be a positive timedelta, e.g. timedelta(hours=1); got {self.expected_duration!r}"
+            )
+        if not isinstance(self.policy, Policy):
+            raise ConfigurationError(f"policy must be a carbon_sensors.Policy, got {type(self.policy).__name__}")
+        if self.on_source_error not in ON_SOURCE_ERROR:
+            raise ConfigurationError(
+                f"on_source_error must be one of {', '.join(ON_SOURCE_ERROR)}, got {self.on_source_error!r}"
+            )
+        if not isinstance(self.check_interval, timedelta) or self.check_interval <= timedelta(0):
+            raise ConfigurationError(f"check_interval must be a positive timedelta, got {self.check_interval!r}")
+        check_deadline_spec(self.deadline, self.expected_duration)
+
+    def check_not_past(self, now: datetime) -> None:
+        """Refuse an absolute deadline at or before ``now``."""
+        check_deadline_spec(self.deadline, self.expected_duration, now)
+
+    @property
+    def home_zone(self) -> str:
+        return self.zones[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One outcome of a gate: ``go`` (start, the forecast says so), ``forced`` (start, something
+    else says so), ``wait`` (until ``next_check``), or ``error``.
+
+    ``to_event()`` is the JSON dict a trigger yields and the task pushes to XCom.
+    """
+
+    status: Literal["go", "forced", "wait", "error"]
+    reason: str
+    decided_at: datetime
+    zone: str
+    plan: Plan | None = None
+    forced_reason: str | None = None
+    fallback: str | None = None
+    next_check: datetime | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "zone": p.zone if p else self.zone,
+            "planned_start": to_iso(p.planned_start) if p else None,
+            "latest_start": to_iso(p.latest_start) if p else None,
+            "deadline": to_iso(p.deadline) if p else None,
+            "intensity": None if p is None or p.intensity_planned is None else round(p.intensity_planned, 3),
+            "intensity_now": None if p is None or p.intensity_now is None else round(p.intensity_now, 3),
+            "expected_saving_pct": round(p.expected_saving_pct, 3) if p else None,
+            "signal": p.signal if p else None,
+            "source": p.source if p else None,
+            "forced": self.status == "forced",
+            "forced_reason": self.forced_reason,
+            "fallback": self.fallback,
+            "decided_at": to_iso(self.decided_at),
+        }
+
+
+async def decide(
+    gate: CarbonGate,
+    *,
+    now: datetime,
+    deadline: datetime,
+    submitted_at: datetime,
+    override: Override | None = None,
+) -> Decision:
+    """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``."""
+    now = as_utc(now, "now")
+    deadline = as_utc(deadline, "deadline")
+    zone = gate.home_zone
+    if override is not None:
+        return Decision("forced", f"Starting now: {override.reason}.", now, zone, forced_reason=override.kind)
+    latest = latest_start(deadline, gate.expected_duration, gate.policy)
+    try:
+        forecasts = await _fetch(gate.source, gate.zones, now, deadline)
+        result = _plan(gate, forecasts, now, deadline, submitted_at)
+        fallback = None
+    except (SourceError, ForecastError, OSError) as exc:
+        if now >= latest:  # the deadline decides; no forecast needed
+            return Decision("forced", f"Starting now: the latest start {to_iso(latest)} has been reached "
+                            f"(forecast unavailable: {exc}).", now, zone, forced_reason="latest_start")
+        result, fallback = await _on_source_error(gate, exc, now, deadline, submitted_at)
+        if isinstance(result, Decision):
+            return result
+    if result.forced:
+        kind = "deadline_at_risk" if result.deadline_at_risk else "latest_start"
+        return Decision("forced", result.reason, now, result.zone, result, forced_reason=kind, fallback=fallback)
+    if result.decision == "run_now":
+        return Decision("go", result.reason, now, result.zone, result, fallback=fallback)
+    refresh = gate.source.refresh_interval if fallback is None else None
+    next_check = min(result.planned_start, latest)
+    if refresh is not None:
+        next_check = min(next_check, now + refresh)
+    return Decision("wait", result.reason, now, result.zone, result, fallback=fallback, next_check=next_check)
+
+
+async def wait_for_window(
+    gate: CarbonGate,
+    *,
+    deadline: datetime,
+    submitted_at: datetime,
+    clock: Clock,
+    read_override: Callable[[], Awaitable[Override | None]] | None = None,
+    on_decision: Callable[[Decision], None] | None = None,
+) -> Decision:
+    """Decide, sleep until the next decision point, re-plan; return the first decision to start.
+
+    Sleeps in steps of at most ``gate.check_interval``, re-reading the clock and the override each
+    step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
+    """
+
+    async def current_override() -> Override | None:
+        return kill_switch_from_env() or (await read_override() if read_override else None)
+
+    while True:
+        decision = await decide(
+            gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override()
+        )
+        if on_decision is not None:
+            on_decision(decision)
+        if decision.status != "wait":
+            return decision
+        assert decision.next_check is not None
+        while (remaining := (decision.next_check - clock.now()).total_seconds()) > 0:
+            await clock.sleep(min(remaining, gate.check_interval.total_seconds()))
+            if await current_override() is not None:
+                break
+
+
+async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: datetime) -> list:
+    # The window the planner may need: from now until the job must be done.
+    return [await source.fetch(z, now, max(deadline, now + timedelta(hours=1)), now=now) for z in zones]
+
+
+def _plan(gate: CarbonGate, forecasts: list, now: datetime, deadline: datetime, submitted_at: datetime) -> Plan:
+    return plan(
+        forecasts, now=now, deadline=deadline, expected_duration=gate.expected_duration,
+        policy=gate.policy, submitted_at=submitted_at,
+    )
+
+
+async def _on_source_error(
+    gate: CarbonGate, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+) -> tuple[Plan | Decision, str | None]:
+    what = f"{type(exc).__name__}: {exc}"
+    if gate.on_source_error == "fail":
+        raise exc
+    if gate.on_source_error == "embedded" and not isinstance(gate.source, EmbeddedProfileSource):
+        embedded = EmbeddedProfileSource()
+        zones = []
+        for zone in gate.zones:
+            try:
+                embedded.check_zone(zone)
+                zones.append(zone)
+            except UnknownZoneError:
+                continue
+        if zones:
+            log.warning("carbon source failed (%s); planning on the embedded profile instead", what)
+            forecasts = await _fetch(embedded, zones, now, deadline)
+            return _plan(gate, forecasts, now, deadline, submitted_at), EMBEDDED_SOURCE_NAME
+    log.warning("carbon source failed (%s); starting now as on_source_error=%r says", what, gate.on_source_error)
+    return Decision(
+        "forced", f"Starting now: the carbon source failed ({what}).", now, gate.home_zone,
+        forced_reason="source_error", fallback="run_now",
+    ), "run_now"

@@ -1,0 +1,308 @@
+"""The planner: pure functions that decide when (and where) a flexible job should start.
+
+No I/O and no clock reads: the caller passes ``now`` and the forecasts. Call :func:`plan` again
+whenever a fresher forecast arrives; the same inputs always give the same :class:`Plan`.
+
+A job is judged on the duration-weighted mean intensity of its whole window, not on the single
+lowest slot. Forecasts are piecewise constant, so that mean is piecewise linear in the start time
+and its minimum lies where the window's start or end meets a slot boundary: those are the only
+candidates the planner needs to look at, which makes the optimum exact at any resolution.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> t0 = datetime(2026, 6, 15, 6, tzinfo=timezone.utc)
+>>> f = Forecast.from_points([(t0 + timedelta(hours=h), v) for h, v in enumerate([400, 380, 200, 390])],
+...                          zone="DE", source="example")
+>>> p = plan(f, now=t0, deadline=t0 + timedelta(hours=4), expected_duration=timedelta(hours=1))
+>>> p.decision, p.planned_start.hour, round(p.expected_saving_pct)
+('wait', 8, 50)
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from carbon_sensors.errors import ConfigurationError, DeadlineError, ForecastCoverageError
+from carbon_sensors.forecast import Forecast, Signal, common_signal
+from carbon_sensors.timeutil import as_utc
+
+__all__ = ["DEFAULT_MIN_SAVING_PCT", "Plan", "Policy", "latest_start", "plan"]
+
+#: Waiting is only worth it when it saves at least this share of the job's carbon.
+DEFAULT_MIN_SAVING_PCT = 3.0
+#: Default safety margin: this share of the expected duration, but never less than the floor.
+DEFAULT_MARGIN_SHARE = 0.10
+DEFAULT_MARGIN_FLOOR = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a job will accept while it waits for a cleaner window.
+
+    - ``max_delay``: never plan a start later than this after submission.
+    - ``threshold``: start as soon as a window's mean intensity is at or below this (gCO2eq/kWh).
+    - ``min_saving_pct``: only wait when the saving is at least this percentage.
+    - ``safety_margin``: kept free before the deadline; default 10 % of the duration, at least 5 min.
+
+    >>> Policy(max_delay=timedelta(hours=6), threshold=150).min_saving_pct
+    3.0
+    """
+
+    max_delay: timedelta | None = None
+    threshold: float | None = None
+    min_saving_pct: float = DEFAULT_MIN_SAVING_PCT
+    safety_margin: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_delay is not None and (not isinstance(self.max_delay, timedelta) or self.max_delay < timedelta(0)):
+            raise ConfigurationError(f"max_delay must be a non-negative timedelta, got {self.max_delay!r}")
+        if self.threshold is not None and not (isinstance(self.threshold, int | float) and 0 <= self.threshold < math.inf):
+            raise ConfigurationError(f"threshold must be a non-negative number of gCO2eq/kWh, got {self.threshold!r}")
+        if not (isinstance(self.min_saving_pct, int | float) and 0 <= self.min_saving_pct < 100):
+            raise ConfigurationError(f"min_saving_pct must be in [0, 100), got {self.min_saving_pct!r}")
+        if self.safety_margin is not None and (
+            not isinstance(self.safety_margin, timedelta) or self.safety_margin < timedelta(0)
+        ):
+            raise ConfigurationError(f"safety_margin must be a non-negative timedelta, got {self.safety_margin!r}")
+
+    def margin_for(self, expected_duration: timedelta) -> timedelta:
+        """The safety margin kept before the deadline for a job of this duration."""
+        if self.safety_margin is not None:
+            return self.safety_margin
+        return max(DEFAULT_MARGIN_FLOOR, expected_duration * DEFAULT_MARGIN_SHARE)
+
+    def to_dict(self) -> dict[str, float | None]:
+        """JSON-able form (durations in seconds), the inverse of :meth:`from_dict`."""
+        return {
+            "max_delay_s": None if self.max_delay is None else self.max_delay.total_seconds(),
+            "threshold": self.threshold,
+            "min_saving_pct": self.min_saving_pct,
+            "safety_margin_s": None if self.safety_margin is None else self.safety_margin.total_seconds(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """Rebuild a policy written by :meth:`to_dict`; unknown keys are ignored for forward compatibility."""
+
+        def span(key: str) -> timedelta | None:
+            return None if data.get(key) is None else timedelta(seconds=float(data[key]))
+
+        return cls(
+            max_delay=span("max_delay_s"),
+            threshold=data.get("threshold"),
+            min_saving_pct=float(data.get("min_saving_pct", DEFAULT_MIN_SAVING_PCT)),
+            safety_margin=span("safety_margin_s"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A decision that explains itself.
+
+    ``decision`` is ``run_now`` or ``wait``; ``planned_start`` and ``zone`` say when and where.
+    Intensities are window means in gCO2eq/kWh of ``signal`` (never mixed); ``intensity_now`` is
+    the home zone's (first zone's) window if started now, the counterfactual for the saving.
+    ``latest_start_reached`` and ``deadline_at_risk`` mean the deadline, not the forecast, decided.
+    """
+
+    decision: Literal["run_now", "wait"]
+    planned_start: datetime
+    zone: str
+    latest_start: datetime
+    deadline: datetime
+    intensity_now: float | None
+    intensity_planned: float | None
+    expected_saving_pct: float
+    signal: Signal
+    source: str
+    reason: str
+    latest_start_reached: bool = False
+    deadline_at_risk: bool = False
+
+    @property
+    def forced(self) -> bool:
+        """True when the job starts because of its deadline rather than the forecast."""
+        return self.latest_start_reached or self.deadline_at_risk
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: datetimes as ISO-8601 UTC strings, numbers rounded for people."""
+        out = asdict(self)
+        for key in ("planned_start", "latest_start", "deadline"):
+            out[key] = out[key].isoformat()
+        for key in ("intensity_now", "intensity_planned"):
+            out[key] = None if out[key] is None else round(out[key], 3)
+        out["expected_saving_pct"] = round(self.expected_saving_pct, 3)
+        out["forced"] = self.forced
+        return out
+
+
+def latest_start(deadline: datetime, expected_duration: timedelta, policy: Policy | None = None) -> datetime:
+    """``deadline - expected_duration - safety_margin``: the last start that still meets the deadline."""
+    policy = policy or Policy()
+    return as_utc(deadline, "deadline") - expected_duration - policy.margin_for(expected_duration)
+
+
+def plan(
+    forecasts: Forecast | Sequence[Forecast],
+    *,
+    now: datetime,
+    deadline: datetime,
+    expected_duration: timedelta,
+    policy: Policy | None = None,
+    submitted_at: datetime | None = None,
+) -> Plan:
+    """Decide when and where to start a job of ``expected_duration`` that must finish by ``deadline``.
+
+    ``forecasts``: one per allowed zone, the home zone first (spatial shifting happens only when
+    the caller passes more than one). ``submitted_at`` anchors ``policy.max_delay`` (default ``now``).
+    The planned start always lies in ``[now, latest_start]``; when the latest start has passed,
+    the plan says run now with ``deadline_at_risk``.
+    """
+    policy = policy or Policy()
+    zones = [forecasts] if isinstance(forecasts, Forecast) else list(forecasts)
+    if not zones:
+        raise ConfigurationError("plan() needs at least one forecast (one per allowed zone, home zone first)")
+    signal = common_signal(zones)
+    now = as_utc(now, "now")
+    deadline = as_utc(deadline, "deadline")
+    if not isinstance(expected_duration, timedelta) or expected_duration <= timedelta(0):
+        raise DeadlineError(f"expected_duration must be a positive timedelta, got {expected_duration!r}")
+    submitted_at = now if submitted_at is None else as_utc(submitted_at, "submitted_at")
+    home = zones[0]
+    latest = latest_start(deadline, expected_duration, policy)
+    now_s, dur_s = now.timestamp(), expected_duration.total_seconds()
+    now_mean = _finite_or_none(home.mean_between(now_s, now_s + dur_s))
+    base = {
+        "latest_start": latest,
+        "deadline": deadline,
+        "intensity_now": now_mean,
+        "signal": signal,
+    }
+
+    def run_now(reason: str, *, zone: Forecast = home, mean: float | None = now_mean, **flags: bool) -> Plan:
+        return Plan(
+            decision="run_now", planned_start=now, zone=zone.zone, intensity_planned=mean,
+            expected_saving_pct=_saving(now_mean, mean), source=zone.source, reason=reason, **base, **flags,
+        )
+
+    if latest <= now:
+        if latest < now:
+            return run_now(
+                f"Starting now, deadline at risk: the latest start {_hm(latest)} passed {_span(now - latest)} ago "
+                f"(deadline {_hm(deadline)}, expected duration {_span(expected_duration)}, "
+                f"safety margin {_span(policy.margin_for(expected_duration))}).",
+                deadline_at_risk=True,
+            )
+        return run_now(
+            f"Starting now: the latest start {_hm(latest)} has been reached; the deadline "
+            f"{_hm(deadline)} wins over the forecast.",
+            latest_start_reached=True,
+        )
+    horizon = latest if policy.max_delay is None else min(latest, submitted_at + policy.max_delay)
+    if horizon <= now:
+        return run_now(f"Starting now: the maximum delay of {_span(policy.max_delay)} since submission has passed.")
+    if now_mean is None:
+        raise ForecastCoverageError(
+            f"forecast for zone {home.zone!r} from {home.source!r} covers {_hm(home.start)} to {_hm(home.end)}, "
+            f"which does not include now ({_hm(now)}); fetch a forecast that starts at or before now"
+        )
+    if policy.threshold is not None and now_mean <= policy.threshold:
+        return run_now(
+            f"Running now in {home.zone}: the next {_span(expected_duration)} average {now_mean:.0f} g/kWh, "
+            f"at or below the {policy.threshold:g} g/kWh threshold."
+        )
+
+    best: tuple[float, float, int] = (now_mean, now_s, 0)  # (mean, start, zone index)
+    first_under: tuple[float, float, int] | None = None
+    horizon_s = horizon.timestamp()
+    for zi, forecast in enumerate(zones):
+        for start_s in _candidates(forecast, now_s, horizon_s, dur_s):
+            if not forecast.covers(start_s, start_s + dur_s):
+                continue
+            mean = forecast.mean_between(start_s, start_s + dur_s)
+            cand = (mean, start_s, zi)
+            if _better(cand, best):
+                best = cand
+            if policy.threshold is not None and mean <= policy.threshold:
+                if first_under is None or (start_s, zi) < (first_under[1], first_under[2]):
+                    first_under = cand
+    target, by_threshold = (first_under, True) if first_under is not None else (best, False)
+    mean, start_s, zi = target
+    chosen = zones[zi]
+    saving = _saving(now_mean, mean)
+    start = datetime.fromtimestamp(start_s, UTC)
+    where = f" in {chosen.zone}" if len(zones) > 1 else ""
+    if (start_s, zi) == (now_s, 0):
+        return run_now(
+            f"Running now in {home.zone}: the next {_span(expected_duration)} ({now_mean:.0f} g/kWh) are already "
+            f"the cleanest window before {_hm(horizon)}."
+        )
+    if saving < policy.min_saving_pct:
+        return run_now(
+            f"Running now in {home.zone}: the best window ({_hm(start)}{where}, {mean:.0f} g/kWh vs {now_mean:.0f} "
+            f"now) would save only {saving:.1f}%, below the {policy.min_saving_pct:g}% worth waiting for."
+        )
+    why = f"at or below the {policy.threshold:g} g/kWh threshold" if by_threshold else "the cleanest window"
+    if start_s == now_s:
+        return run_now(
+            f"Running now in {chosen.zone} instead of {home.zone}: {mean:.0f} g/kWh vs {now_mean:.0f}, "
+            f"{saving:.0f}% less ({why}).",
+            zone=chosen, mean=mean,
+        )
+    return Plan(
+        decision="wait", planned_start=start, zone=chosen.zone, intensity_planned=mean,
+        expected_saving_pct=saving, source=chosen.source,
+        reason=(
+            f"Waiting until {_hm(start)}{where}: the {_span(expected_duration)} window then averages "
+            f"{mean:.0f} g/kWh vs {now_mean:.0f} now, {saving:.0f}% less ({why}); latest start {_hm(latest)}."
+        ),
+        **base,
+    )
+
+
+def _candidates(forecast: Forecast, now_s: float, horizon_s: float, dur_s: float) -> list[float]:
+    """Starts where the window's start or end meets a slot boundary, plus ``now`` and the horizon."""
+    bounds = (*forecast.starts_s, forecast.end_s)
+    out = {now_s, horizon_s}
+    lo, hi = bisect_left(bounds, now_s), bisect_right(bounds, horizon_s)
+    out.update(bounds[lo:hi])
+    lo, hi = bisect_left(bounds, now_s + dur_s), bisect_right(bounds, horizon_s + dur_s)
+    out.update(b - dur_s for b in bounds[lo:hi])
+    return sorted(out)
+
+
+def _better(cand: tuple[float, float, int], best: tuple[float, float, int]) -> bool:
+    """Lower mean wins; near-ties (float noise) go to the earlier start, then to the home zone."""
+    tolerance = 1e-9 * max(1.0, abs(best[0]))
+    if cand[0] < best[0] - tolerance:
+        return True
+    return abs(cand[0] - best[0]) <= tolerance and (cand[1], cand[2]) < (best[1], best[2])
+
+
+def _saving(now_mean: float | None, mean: float | None) -> float:
+    if now_mean is None or mean is None or now_mean <= 0:
+        return 0.0
+    return max(0.0, (now_mean - mean) / now_mean * 100.0)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _hm(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _span(delta: timedelta | None) -> str:
+    total = round((delta or timedelta(0)).total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes = rest // 60
+    if hours and minutes:
+        return f"{hours}h{minutes:02d}m"
+    if hours:
+        return f"{hours}h"
+    return f"{minutes} min" if minutes else f"{total} s"

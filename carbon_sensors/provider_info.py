@@ -1,0 +1,57 @@
+"""Airflow provider metadata, found through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carbon_sensors import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What ``airflow providers list`` shows about this package."""
+    return {
+        "package-name": "carbon-sensors",
+        "name": "Carbon Sensors",
+        "description": "Carbon-aware sensors, triggers and gates: wait for low-carbon windows, always meet the deadline.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Carbon Sensors",
+                "external-doc-url": "https://pypi.org/project/carbon-sensors/",
+                "tags": ["software"],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "Carbon Sensors", "python-modules": ["carbon_sensors.sensors.carbon"]},
+        ],
+        "triggers": [
+            {"integration-name": "Carbon Sensors", "python-modules": ["carbon_sensors.triggers.carbon"]},
+        ],
+        "operators": [
+            {"integration-name": "Carbon Sensors", "python-modules": ["carbon_sensors.operators.carbon"]},
+        ],
+        "task-decorators": [
+            {"name": "carbon_aware", "class-name": "carbon_sensors.decorators.carbon.carbon_aware"},
+        ],
+        "config": {
+            "carbon_sensors": {
+                "description": "carbon-sensors settings.",
+                "options": {
+                    "kill_switch": {
+                        "description": "When True, every carbon gate passes at once (emergency off switch).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                    "force_variable": {
+                        "description": "Name of the Airflow Variable that force-starts matching gates.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "carbon_sensors_force",
+                        "default": "carbon_sensors_force",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,110 @@
+"""``CarbonAwareSensor``: put it upstream of heavy tasks; they start in the low-carbon window.
+
+>>> from datetime import timedelta
+>>> from carbon_sensors import After
+>>> wait = CarbonAwareSensor(task_id="wait_for_clean_power", zone="DE",
+...                          deadline=After(hours=8), expected_duration=timedelta(hours=1))
+>>> wait.deferrable, wait.gate.home_zone
+(True, 'DE')
+
+Deferrable by default (it waits in the triggerer and holds no worker slot); with
+``deferrable=False`` it pokes, in ``mode="poke"`` or ``mode="reschedule"``. It returns the decision
+(XCom ``return_value``): status ``go`` or ``forced``, zone, planned start, intensities, signal,
+source, and the reason in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from carbon_sensors.deadlines import DeadlineSpec
+from carbon_sensors.operators.carbon import GateRun, build_gate, finish
+from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
+
+if TYPE_CHECKING:
+    from carbon_sensors.signals import Source
+
+__all__ = ["CarbonAwareSensor"]
+
+
+class CarbonAwareSensor(BaseSensorOperator):
+    """Waits for a low-carbon window that still meets the deadline; force-starts at the latest start.
+
+    :param zone: the grid zone the work runs in (e.g. ``"DE"``, ``"GB"``, ``"US-CAL-CISO"``); or
+        ``zones=[...]`` (home zone first) where the work may also run elsewhere.
+    :param deadline: when the downstream work must be finished: an aware datetime, an ISO string,
+        a template (``"{{ data_interval_end.add(hours=8) }}"``), ``After(hours=8)`` or
+        ``NextLocalTime("06:00", timezone="Europe/Berlin")``. (templated)
+    :param expected_duration: how long the gated work takes.
+    :param source: where forecasts come from: ``"embedded"`` (default, offline), a spec dict or a Source.
+    :param max_delay: never wait longer than this after the task starts.
+    :param threshold: start at once when the window's mean intensity is at or below this (gCO2eq/kWh).
+    :param min_saving_pct: only wait for savings of at least this percentage (default 3).
+    :param safety_margin: kept free before the deadline (default 10 % of the duration, at least 5 min).
+    :param on_source_error: ``"run_now"`` (default), ``"embedded"`` or ``"fail"``.
+    :param check_interval: how often a waiting gate re-checks the time and the force-start Variable.
+    :param deferrable: wait in the triggerer (default True) rather than in a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("deadline",)
+    ui_color = "#d4efdf"
+
+    def __init__(
+        self,
+        *,
+        deadline: DeadlineSpec,
+        expected_duration: timedelta,
+        zone: str | None = None,
+        zones: list[str] | None = None,
+        source: Source | str | dict[str, Any] = "embedded",
+        max_delay: timedelta | None = None,
+        threshold: float | None = None,
+        min_saving_pct: float = DEFAULT_MIN_SAVING_PCT,
+        safety_margin: timedelta | None = None,
+        on_source_error: str = "run_now",
+        check_interval: timedelta = timedelta(minutes=1),
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deadline = deadline
+        self.deferrable = deferrable
+        self.gate = build_gate(
+            zone=zone, zones=zones, deadline=deadline, expected_duration=expected_duration, source=source,
+            max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin,
+            on_source_error=on_source_error, check_interval=check_interval,
+        )
+
+    def _run(self, context: Any) -> GateRun:
+        # The rendered deadline (templates) replaces the one given at parse time.
+        gate = self.gate if self.deadline is self.gate.deadline else _with_deadline(self.gate, self.deadline)
+        return GateRun(self, gate, context)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        run = self._run(context)
+        decision = run.first_decision()
+        if decision.status == "wait":
+            self.defer(trigger=run.trigger(), method_name="execute_complete")
+        return finish(self, decision.to_event())
+
+    def execute_complete(self, context: Any, event: Any = None, **kwargs: Any) -> Any:
+        """Resume from the trigger: log the decision and return it (XCom)."""
+        return finish(self, event)
+
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        decision = self._run(context).first_decision()
+        if decision.status == "wait":
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=finish(self, decision.to_event()))
+
+
+def _with_deadline(gate: Any, deadline: DeadlineSpec) -> Any:
+    from dataclasses import replace
+
+    return replace(gate, deadline=deadline)

@@ -1,0 +1,247 @@
+"""A file source: carbon intensity from a CSV or Parquet file with a time and an intensity column.
+
+Column names are configurable; common ones are recognised (``datetime_utc``, ``timestamp``,
+``from``, ... and ``carbon_intensity``, ``ci_lifecycle_gco2eq_per_kwh``, ``forecast``, ``value``, ...).
+Timestamps need an offset, unless the column name says UTC (``datetime_utc``) or ``timezone=`` says
+which zone naive times are in. Values are gCO2eq/kWh. An optional zone column serves many zones.
+
+>>> FileSource("intensity.csv", time_column="ts", value_column="gco2").to_spec()["time_column"]
+'ts'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import statistics
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError, UnknownZoneError
+from carbon_sensors.forecast import SIGNALS, Forecast, Signal
+from carbon_sensors.timeutil import as_utc
+
+__all__ = ["TIME_COLUMNS", "VALUE_COLUMNS", "FileSource"]
+
+TIME_COLUMNS = (
+    "datetime_utc", "timestamp_utc", "time_utc", "datetime", "timestamp", "time", "from_utc", "from",
+    "period_start", "point_time", "target_time", "start",
+)
+VALUE_COLUMNS = (
+    "carbon_intensity", "carbon_intensity_gco2eq_per_kwh", "intensity", "ci_lifecycle_gco2eq_per_kwh",
+    "ci_direct_gco2eq_per_kwh", "gco2eq_per_kwh", "gco2_per_kwh", "forecast", "actual", "value", "moer",
+)
+ZONE_COLUMNS = ("zone", "zone_id", "zone_key", "region")
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    starts_s: tuple[float, ...]
+    values: tuple[float, ...]
+    step_s: float
+
+
+class FileSource:
+    """Intensity points read from ``path`` (``.csv`` or ``.parquet``), re-read when the file changes."""
+
+    kind = "file"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        time_column: str | None = None,
+        value_column: str | None = None,
+        zone_column: str | None = None,
+        zone: str | None = None,
+        timezone: str | None = None,
+        signal: Signal = "average",
+        refresh_interval: timedelta | None = timedelta(hours=1),
+    ) -> None:
+        if signal not in SIGNALS:
+            raise ConfigurationError(f"signal must be 'average' or 'marginal', got {signal!r}")
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise ConfigurationError(f"{self.path} is neither .csv nor .parquet; convert it or rename it")
+        self.time_column, self.value_column, self.zone_column = time_column, value_column, zone_column
+        self.zone, self.timezone, self.signal = zone, timezone, signal
+        self.refresh_interval = refresh_interval
+        self._cache: tuple[tuple[int, int], dict[str | None, _Series]] | None = None
+
+    def check_zone(self, zone: str) -> None:
+        if self.zone is not None and zone != self.zone:
+            raise UnknownZoneError(f"{self.path} holds zone {self.zone!r}, not {zone!r}; point this zone at its own file")
+
+    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        self.check_zone(zone)
+        series_by_zone = await asyncio.to_thread(self._load)
+        return self._slice(series_by_zone, zone, as_utc(start, "start"), as_utc(end, "end"))
+
+    def fetch_now(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        """The same as :meth:`fetch`, for sync callers."""
+        self.check_zone(zone)
+        return self._slice(self._load(), zone, as_utc(start, "start"), as_utc(end, "end"))
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "path": str(self.path), "time_column": self.time_column,
+            "value_column": self.value_column, "zone_column": self.zone_column, "zone": self.zone,
+            "timezone": self.timezone, "signal": self.signal,
+            "refresh_interval_s": None if self.refresh_interval is None else self.refresh_interval.total_seconds(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> FileSource:
+        refresh = spec.get("refresh_interval_s", 3600.0)
+        return cls(
+            spec["path"], time_column=spec.get("time_column"), value_column=spec.get("value_column"),
+            zone_column=spec.get("zone_column"), zone=spec.get("zone"), timezone=spec.get("timezone"),
+            signal=spec.get("signal", "average"),
+            refresh_interval=None if refresh is None else timedelta(seconds=float(refresh)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileSource) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash(str(self.path))
+
+    def __repr__(self) -> str:
+        return f"FileSource({str(self.path)!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str | None, _Series]:
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise SourceDataError(f"cannot read {self.path}: {exc.strerror}; check the path and permissions") from None
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        columns, rows = self._read_rows()
+        parsed = self._parse(columns, rows)
+        self._cache = (key, parsed)
+        return parsed
+
+    def _read_rows(self) -> tuple[list[str], list[list[Any]]]:
+        if self.path.suffix.lower() == ".csv":
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header is None:
+                    raise SourceDataError(f"{self.path} is empty; it needs a header row and data rows")
+                return [h.strip() for h in header], list(reader)
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigurationError(
+                f"reading {self.path} needs pyarrow; pip install 'carbon-sensors[parquet]'"
+            ) from None
+        table = pq.read_table(self.path)
+        data = table.to_pydict()
+        names = list(data)
+        return names, [list(row) for row in zip(*(data[n] for n in names), strict=True)]
+
+    def _pick(self, columns: list[str], given: str | None, known: tuple[str, ...], what: str) -> int | None:
+        lowered = [c.lower() for c in columns]
+        if given is not None:
+            if given not in columns:
+                raise SourceDataError(f"{self.path} has no {what} column {given!r}; its columns are {', '.join(columns)}")
+            return columns.index(given)
+        for name in known:
+            if name in lowered:
+                return lowered.index(name)
+        return None
+
+    def _parse(self, columns: list[str], rows: list[list[Any]]) -> dict[str | None, _Series]:
+        t_i = self._pick(columns, self.time_column, TIME_COLUMNS, "time")
+        v_i = self._pick(columns, self.value_column, VALUE_COLUMNS, "intensity")
+        z_i = self._pick(columns, self.zone_column, ZONE_COLUMNS, "zone")
+        missing = [w for w, i in (("time", t_i), ("intensity", v_i)) if i is None]
+        if missing:
+            raise SourceDataError(
+                f"{self.path} has no {' or '.join(missing)} column among {', '.join(columns)}; name them with "
+                f"time_column= and value_column=, or use a common name such as 'datetime_utc' and 'carbon_intensity'"
+            )
+        naive_zone = self.timezone or ("UTC" if "utc" in columns[t_i].lower() else None)
+        by_zone: dict[str | None, list[tuple[float, float]]] = {}
+        for line, row in enumerate(rows, start=2):
+            if not row or all(cell in ("", None) for cell in row):
+                continue
+            raw_value = row[v_i] if v_i < len(row) else None
+            if raw_value in ("", None):
+                continue  # a gap: the previous point holds until the next one
+            when = self._parse_time(row[t_i], naive_zone, line, columns[t_i])
+            try:
+                value = float(raw_value)
+            except (TypeError, ValueError):
+                raise SourceDataError(f"{self.path} line {line}: intensity {raw_value!r} is not a number") from None
+            zone = None if z_i is None else str(row[z_i])
+            by_zone.setdefault(zone, []).append((when, value))
+        if not by_zone:
+            raise SourceDataError(f"{self.path} has a header but no data rows")
+        out = {}
+        for zone, pairs in by_zone.items():
+            pairs.sort()
+            starts = tuple(p[0] for p in pairs)
+            for a, b in zip(starts, starts[1:], strict=False):
+                if a == b:
+                    raise SourceDataError(
+                        f"{self.path} has two rows for {datetime.fromtimestamp(a, UTC).isoformat()}"
+                        + (f" in zone {zone!r}" if zone else "") + "; keep one row per time"
+                    )
+            steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            step = statistics.median(steps) if steps else 3600.0
+            out[zone] = _Series(starts, tuple(p[1] for p in pairs), step)
+        return out
+
+    def _parse_time(self, raw: Any, naive_zone: str | None, line: int, column: str) -> float:
+        if isinstance(raw, datetime):
+            moment = raw
+        else:
+            try:
+                moment = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise SourceDataError(f"{self.path} line {line}: {raw!r} in {column!r} is not an ISO-8601 time") from None
+        if moment.tzinfo is None:
+            if naive_zone is None:
+                raise SourceDataError(
+                    f"{self.path} line {line}: time {raw!r} has no offset; add one (e.g. '+00:00'), name the "
+                    "column '..._utc', or pass timezone='UTC' (or the zone the times are in)"
+                )
+            from zoneinfo import ZoneInfo
+
+            moment = moment.replace(tzinfo=ZoneInfo(naive_zone))
+        return moment.timestamp()
+
+    def _slice(self, series_by_zone: dict[str | None, _Series], zone: str, start: datetime, end: datetime) -> Forecast:
+        # A file without a zone column serves whichever zone asks; with one, rows are per zone.
+        series = series_by_zone[None] if None in series_by_zone else series_by_zone.get(zone)
+        if series is None:
+            raise UnknownZoneError(
+                f"{self.path} has no rows for zone {zone!r}; it holds {', '.join(sorted(map(str, series_by_zone)))}"
+            )
+        s, e = start.timestamp(), end.timestamp()
+        lo = max(0, bisect_right(series.starts_s, s) - 1)
+        hi = max(lo + 1, bisect_left(series.starts_s, e))
+        file_end = series.starts_s[-1] + series.step_s
+        if series.starts_s[lo] > e or file_end <= s:
+            raise ForecastCoverageError(
+                f"{self.path} covers {_iso(series.starts_s[0])} to {_iso(file_end)}, nothing of "
+                f"{start.isoformat()} to {end.isoformat()}; update the file or pick a source that reaches now"
+            )
+        starts, values = series.starts_s[lo:hi], series.values[lo:hi]
+        end_s = series.starts_s[hi] if hi < len(series.starts_s) else file_end
+        return Forecast(
+            zone=zone, source=f"file:{self.path.name}", signal=self.signal,
+            issued_at=datetime.fromtimestamp(self.path.stat().st_mtime, UTC),
+            starts_s=starts, values=values, end_s=end_s,
+        )
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()

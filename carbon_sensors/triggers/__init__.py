@@ -1,0 +1,5 @@
+"""Airflow triggers."""
+
+from carbon_sensors.triggers.carbon import CarbonWindowTrigger
+
+__all__ = ["CarbonWindowTrigger"]

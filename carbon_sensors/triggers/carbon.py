@@ -1,0 +1,166 @@
+"""``CarbonWindowTrigger``: waits in the Airflow triggerer for a low-carbon window, never past the latest start.
+
+It sleeps until the next decision point (planned start, forecast refresh, latest start) in steps of
+at most ``check_interval_s``, re-reading the clock and the manual override each step; re-plans on
+every wake; and yields exactly one JSON event (see :meth:`carbon_sensors.gate.Decision.to_event`).
+Errors are never swallowed: they come back as an ``{"status": "error"}`` event.
+
+Kwargs hold only absolute UTC times, zone names, policy numbers and a source spec; never secrets.
+Kwargs are only ever added (with defaults), never removed, so rows of older versions still load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from carbon_sensors.clock import Clock, default_clock
+from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
+from carbon_sensors.planning import Policy
+from carbon_sensors.timeutil import parse_utc, to_iso
+
+__all__ = ["CLASSPATH", "CarbonWindowTrigger"]
+
+CLASSPATH = "carbon_sensors.triggers.carbon.CarbonWindowTrigger"
+
+
+class CarbonWindowTrigger(BaseTrigger):
+    """Fires once, with the decision to start, at the planned low-carbon window or the latest start.
+
+    ``clock`` is an attribute, not a kwarg: tests set ``trigger.clock = FrozenClock(...)``.
+    """
+
+    clock: Clock | None = None
+
+    def __init__(
+        self,
+        *,
+        zones: list[str],
+        deadline: str | datetime,
+        expected_duration_s: float,
+        submitted_at: str | datetime,
+        source: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+        on_source_error: str = "run_now",
+        check_interval_s: float = 60.0,
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int = -1,
+    ) -> None:
+        super().__init__()
+        self.zones = list(zones)
+        self.deadline = parse_utc(deadline, "deadline")
+        self.expected_duration_s = float(expected_duration_s)
+        self.submitted_at = parse_utc(submitted_at, "submitted_at")
+        self.source = dict(source or {"kind": "embedded"})
+        self.policy = dict(policy or Policy().to_dict())
+        self.on_source_error = on_source_error
+        self.check_interval_s = float(check_interval_s)
+        self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
+        self.gate = CarbonGate(
+            zones=tuple(self.zones),
+            deadline=self.deadline,
+            expected_duration=timedelta(seconds=self.expected_duration_s),
+            source=self.source,
+            policy=Policy.from_dict(self.policy),
+            on_source_error=on_source_error,
+            check_interval=timedelta(seconds=self.check_interval_s),
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "zones": list(self.zones),
+                "deadline": to_iso(self.deadline),
+                "expected_duration_s": self.expected_duration_s,
+                "submitted_at": to_iso(self.submitted_at),
+                "source": dict(self.source),
+                "policy": dict(self.policy),
+                "on_source_error": self.on_source_error,
+                "check_interval_s": self.check_interval_s,
+                "dag_id": self.dag_id,
+                "task_id": self.task_id,
+                "run_id": self.run_id,
+                "map_index": self.map_index,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        clock = self.clock or default_clock()
+        try:
+            decision = await wait_for_window(
+                self.gate,
+                deadline=self.deadline,
+                submitted_at=self.submitted_at,
+                clock=clock,
+                read_override=self._read_override,
+                on_decision=self._log_decision,
+            )
+            event = decision.to_event()
+        except Exception as exc:  # reported, not swallowed: the task raises it on resume
+            self.log.exception("carbon gate failed while waiting")
+            event = Decision("error", f"{type(exc).__name__}: {exc}", clock.now(), self.zones[0]).to_event()
+        yield TriggerEvent(event)
+
+    def _log_decision(self, decision: Decision) -> None:
+        self.log.info("carbon gate %s: %s", decision.status, decision.reason)
+
+    async def _read_override(self) -> Override | None:
+        if self.dag_id is None:
+            return None
+        return await _overrides.read(self.dag_id, self.task_id or "")
+
+
+class _OverrideCache:
+    """The manual-override Variable and kill switch, read at most once per ``ttl_s`` per triggerer process.
+
+    Thousands of waiting triggers share one read; a read that fails counts as "no override" and is
+    logged once, so an unreachable metadata store never stops a gate from meeting its deadline.
+    """
+
+    def __init__(self, ttl_s: float = 30.0) -> None:
+        self.ttl_s = ttl_s
+        self._value: tuple[float, Any] | None = None
+        self._inflight: asyncio.Future | None = None
+        self._warned = False
+
+    async def read(self, dag_id: str, task_id: str) -> Override | None:
+        from carbon_sensors.operators.carbon import kill_switch, match_force_variable
+
+        if (switch := kill_switch()) is not None:
+            return switch
+        value = await self._variable()
+        return match_force_variable(value, dag_id, task_id)
+
+    async def _variable(self) -> Any:
+        now = time.monotonic()
+        if self._value is not None and now - self._value[0] < self.ttl_s:
+            return self._value[1]
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        self._inflight = asyncio.get_running_loop().create_future()
+        value = None
+        try:
+            from carbon_sensors.operators.carbon import read_force_variable
+
+            value = await asyncio.to_thread(read_force_variable)
+        except Exception as exc:  # noqa: BLE001 - an override we cannot read is no override
+            if not self._warned:
+                self._warned = True
+                import logging
+
+                logging.getLogger(__name__).warning("cannot read the force-start Variable (%s); ignoring it", exc)
+        self._value = (time.monotonic(), value)
+        self._inflight.set_result(value)
+        self._inflight = None
+        return value
+
+
+_overrides = _OverrideCache()
