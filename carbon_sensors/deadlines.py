@@ -41,7 +41,7 @@ def _check_timezone(name: str | None) -> None:
 
     try:
         pendulum.timezone(name)
-    except Exception:
+    except (ValueError, KeyError):  # InvalidTimezone, ZoneInfoNotFoundError
         raise DeadlineError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'") from None
 
 

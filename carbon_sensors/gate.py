@@ -32,7 +32,9 @@ __all__ = [
     "CarbonGate",
     "Decision",
     "Override",
+    "add_decision_listener",
     "decide",
+    "remove_decision_listener",
     "kill_switch_from_env",
     "wait_for_window",
 ]
@@ -44,6 +46,29 @@ KILL_SWITCH_ENV = "CARBON_SENSORS_KILL_SWITCH"
 #: What a gate does when its source fails: start now, plan on the embedded profile, or fail the task.
 ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
 _TRUE = {"1", "true", "yes", "on"}
+_listeners: list[Callable[[Decision], None]] = []
+
+
+def add_decision_listener(listener: Callable[[Decision], None]) -> None:
+    """Call ``listener(decision)`` for every decision any waiting gate in this process makes.
+
+    The decision trail (every re-plan) for logs, records and demos. Listeners must be quick and must
+    not raise; an exception is logged and ignored, so a broken listener never holds up a gate.
+    """
+    _listeners.append(listener)
+
+
+def remove_decision_listener(listener: Callable[[Decision], None]) -> None:
+    """Stop calling ``listener``."""
+    _listeners.remove(listener)
+
+
+def _notify(decision: Decision) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(decision)
+        except Exception:
+            log.exception("decision listener %r failed", listener)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +237,7 @@ async def wait_for_window(
         )
         if on_decision is not None:
             on_decision(decision)
+        _notify(decision)
         if decision.status != "wait":
             return decision
         assert decision.next_check is not None

@@ -30,13 +30,16 @@ from carbon_sensors.errors import ConfigurationError, DeadlineError, ForecastCov
 from carbon_sensors.forecast import Forecast, Signal, common_signal
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["DEFAULT_MIN_SAVING_PCT", "Plan", "Policy", "latest_start", "plan"]
+__all__ = ["DEFAULT_MIN_SAVING_PCT", "LATEST_START_TOLERANCE", "Plan", "Policy", "latest_start", "plan"]
 
 #: Waiting is only worth it when it saves at least this share of the job's carbon.
 DEFAULT_MIN_SAVING_PCT = 3.0
 #: Default safety margin: this share of the expected duration, but never less than the floor.
 DEFAULT_MARGIN_SHARE = 0.10
 DEFAULT_MARGIN_FLOOR = timedelta(minutes=5)
+#: A waiting job wakes a moment after its latest start; up to this late it is "latest start reached",
+#: later than that the deadline is "at risk".
+LATEST_START_TOLERANCE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +162,9 @@ def plan(
 
     ``forecasts``: one per allowed zone, the home zone first (spatial shifting happens only when
     the caller passes more than one). ``submitted_at`` anchors ``policy.max_delay`` (default ``now``).
-    The planned start always lies in ``[now, latest_start]``; when the latest start has passed,
-    the plan says run now with ``deadline_at_risk``.
+    The planned start always lies in ``[now, latest_start]``; at the latest start (or up to
+    ``LATEST_START_TOLERANCE`` after it) the plan says run now with ``latest_start_reached``; later
+    than that, run now with ``deadline_at_risk``.
     """
     policy = policy or Policy()
     zones = [forecasts] if isinstance(forecasts, Forecast) else list(forecasts)
@@ -190,7 +194,7 @@ def plan(
         )
 
     if latest <= now:
-        if latest < now:
+        if now - latest > LATEST_START_TOLERANCE:
             return run_now(
                 f"Starting now, deadline at risk: the latest start {_hm(latest)} passed {_span(now - latest)} ago "
                 f"(deadline {_hm(deadline)}, expected duration {_span(expected_duration)}, "
@@ -217,6 +221,7 @@ def plan(
         )
 
     best: tuple[float, float, int] = (now_mean, now_s, 0)  # (mean, start, zone index)
+    best_now = best  # the best start-now option in any allowed zone: what waiting must beat
     first_under: tuple[float, float, int] | None = None
     horizon_s = horizon.timestamp()
     for zi, forecast in enumerate(zones):
@@ -227,32 +232,39 @@ def plan(
             cand = (mean, start_s, zi)
             if _better(cand, best):
                 best = cand
+            if start_s == now_s and _better(cand, best_now):
+                best_now = cand
             if policy.threshold is not None and mean <= policy.threshold:
                 if first_under is None or (start_s, zi) < (first_under[1], first_under[2]):
                     first_under = cand
     target, by_threshold = (first_under, True) if first_under is not None else (best, False)
     mean, start_s, zi = target
+    start = datetime.fromtimestamp(start_s, UTC)
+    where = f" in {zones[zi].zone}" if len(zones) > 1 else ""
+    if start_s != now_s and _saving(best_now[0], mean) < policy.min_saving_pct:
+        # Waiting must beat the best start-now option in any allowed zone, not only the home zone's.
+        gain = _saving(best_now[0], mean)
+        mean, start_s, zi = best_now
+        if zi == 0:
+            return run_now(
+                f"Running now in {home.zone}: waiting until {_hm(start)}{where} ({target[0]:.0f} g/kWh vs "
+                f"{now_mean:.0f} now) would save only {gain:.1f}%, below the {policy.min_saving_pct:g}% worth waiting for."
+            )
     chosen = zones[zi]
     saving = _saving(now_mean, mean)
-    start = datetime.fromtimestamp(start_s, UTC)
-    where = f" in {chosen.zone}" if len(zones) > 1 else ""
-    if (start_s, zi) == (now_s, 0):
+    if start_s == now_s and zi == 0:
         return run_now(
             f"Running now in {home.zone}: the next {_span(expected_duration)} ({now_mean:.0f} g/kWh) are already "
             f"the cleanest window before {_hm(horizon)}."
-        )
-    if saving < policy.min_saving_pct:
-        return run_now(
-            f"Running now in {home.zone}: the best window ({_hm(start)}{where}, {mean:.0f} g/kWh vs {now_mean:.0f} "
-            f"now) would save only {saving:.1f}%, below the {policy.min_saving_pct:g}% worth waiting for."
         )
     why = f"at or below the {policy.threshold:g} g/kWh threshold" if by_threshold else "the cleanest window"
     if start_s == now_s:
         return run_now(
             f"Running now in {chosen.zone} instead of {home.zone}: {mean:.0f} g/kWh vs {now_mean:.0f}, "
-            f"{saving:.0f}% less ({why}).",
+            f"{saving:.0f}% less.",
             zone=chosen, mean=mean,
         )
+    start = datetime.fromtimestamp(start_s, UTC)
     return Plan(
         decision="wait", planned_start=start, zone=chosen.zone, intensity_planned=mean,
         expected_saving_pct=saving, source=chosen.source,

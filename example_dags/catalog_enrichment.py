@@ -7,7 +7,7 @@ deadline, and starts it anyway at the latest start.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -17,7 +17,7 @@ from carbon_sensors.sensors import CarbonAwareSensor
 
 @dag(
     schedule="0 0 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     tags=["carbon-aware", "team:catalog"],
 )

@@ -6,7 +6,7 @@ itself until the cleanest hour in Great Britain's grid, then runs its body; no s
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -16,7 +16,7 @@ from carbon_sensors.decorators import carbon_aware
 
 @dag(
     schedule="0 */4 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     tags=["carbon-aware", "team:search"],
 )

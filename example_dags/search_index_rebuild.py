@@ -7,7 +7,7 @@ wait for the cleanest two hours in California's grid first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import dag
@@ -20,7 +20,7 @@ GatedBashOperator = carbon_gated(BashOperator)
 
 @dag(
     schedule="0 18 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     tags=["carbon-aware", "team:search"],
 )

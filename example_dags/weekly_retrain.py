@@ -7,7 +7,7 @@ picks the cleanest six hours in either zone. It waits in the triggerer, holding 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -17,7 +17,7 @@ from carbon_sensors.sensors import CarbonAwareSensor
 
 @dag(
     schedule="0 0 * * 1",
-    start_date=datetime(2026, 1, 5, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 5, tzinfo=UTC),
     catchup=False,
     tags=["carbon-aware", "team:ml"],
 )

@@ -197,7 +197,8 @@ class GateRun:
         decision = run_sync(
             decide(self.gate, now=self.now, deadline=self.deadline, submitted_at=self.submitted_at, override=self.override())
         )
-        self.task.log.info("Carbon gate %s: %s", decision.status, decision.reason)
+        if decision.status == "wait":  # go/forced are logged once, by finish()
+            self.task.log.info("Carbon gate waiting: %s", decision.reason)
         return decision
 
     def trigger(self) -> CarbonWindowTrigger:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 import statistics
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -188,13 +189,13 @@ class FileSource:
         for zone, pairs in by_zone.items():
             pairs.sort()
             starts = tuple(p[0] for p in pairs)
-            for a, b in zip(starts, starts[1:], strict=False):
+            for a, b in itertools.pairwise(starts):
                 if a == b:
                     raise SourceDataError(
                         f"{self.path} has two rows for {datetime.fromtimestamp(a, UTC).isoformat()}"
                         + (f" in zone {zone!r}" if zone else "") + "; keep one row per time"
                     )
-            steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            steps = [b - a for a, b in itertools.pairwise(starts)]
             step = statistics.median(steps) if steps else 3600.0
             out[zone] = _Series(starts, tuple(p[1] for p in pairs), step)
         return out

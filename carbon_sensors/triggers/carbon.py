@@ -12,6 +12,7 @@ Kwargs are only ever added (with defaults), never removed, so rows of older vers
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -132,35 +133,36 @@ class _OverrideCache:
         self._warned = False
 
     async def read(self, dag_id: str, task_id: str) -> Override | None:
-        from carbon_sensors.operators.carbon import kill_switch, match_force_variable
+        from carbon_sensors.operators.carbon import match_force_variable
 
-        if (switch := kill_switch()) is not None:
-            return switch
-        value = await self._variable()
-        return match_force_variable(value, dag_id, task_id)
+        switch, value = await self._values()
+        return switch or match_force_variable(value, dag_id, task_id)
 
-    async def _variable(self) -> Any:
-        now = time.monotonic()
-        if self._value is not None and now - self._value[0] < self.ttl_s:
+    async def _values(self) -> tuple[Override | None, Any]:
+        if self._value is not None and time.monotonic() - self._value[0] < self.ttl_s:
             return self._value[1]
-        if self._inflight is not None:
+        if self._inflight is not None and self._inflight.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(self._inflight)
-        self._inflight = asyncio.get_running_loop().create_future()
-        value = None
-        try:
-            from carbon_sensors.operators.carbon import read_force_variable
+        from carbon_sensors.operators.carbon import kill_switch, read_force_variable
 
-            value = await asyncio.to_thread(read_force_variable)
+        future = self._inflight = asyncio.get_running_loop().create_future()
+        value: tuple[Override | None, Any] = (kill_switch(), None)
+        try:
+            value = (value[0], await asyncio.to_thread(read_force_variable))
         except Exception as exc:  # noqa: BLE001 - an override we cannot read is no override
             if not self._warned:
                 self._warned = True
-                import logging
-
                 logging.getLogger(__name__).warning("cannot read the force-start Variable (%s); ignoring it", exc)
-        self._value = (time.monotonic(), value)
-        self._inflight.set_result(value)
-        self._inflight = None
+        finally:
+            # Even when cancelled: waiters get the kill switch at least, and nobody waits forever.
+            self._value = (time.monotonic(), value)
+            future.set_result(value)
+            self._inflight = None
         return value
+
+    def clear(self) -> None:
+        """Forget the cached values (tests, or after changing the Variable in-process)."""
+        self._value = None
 
 
 _overrides = _OverrideCache()
