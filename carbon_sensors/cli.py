@@ -165,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CarbonSensorsError as exc:
         print(f"carbon-sensors: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

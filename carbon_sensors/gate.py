@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -142,6 +142,9 @@ class Decision:
     """One outcome of a gate: ``go`` (start, the forecast says so), ``forced`` (start, something
     else says so), ``wait`` (until ``next_check``), or ``error``.
 
+    ``intensity_at_submission`` is the forecast window mean had the job started when the gate first
+    decided (the counterfactual); ``saving_pct`` in the event compares the planned start with it.
+
     ``to_event()`` is the JSON dict a trigger yields and the task pushes to XCom.
     """
 
@@ -153,9 +156,12 @@ class Decision:
     forced_reason: str | None = None
     fallback: str | None = None
     next_check: datetime | None = None
+    intensity_at_submission: float | None = None
 
     def to_event(self) -> dict[str, Any]:
         p = self.plan
+        planned = None if p is None else p.intensity_planned
+        submitted = self.intensity_at_submission
         return {
             "status": self.status,
             "reason": self.reason,
@@ -166,6 +172,9 @@ class Decision:
             "intensity": None if p is None or p.intensity_planned is None else round(p.intensity_planned, 3),
             "intensity_now": None if p is None or p.intensity_now is None else round(p.intensity_now, 3),
             "expected_saving_pct": round(p.expected_saving_pct, 3) if p else None,
+            "intensity_at_submission": None if submitted is None else round(submitted, 3),
+            "saving_pct": None if submitted is None or planned is None or submitted <= 0
+            else round((submitted - planned) / submitted * 100.0, 3),
             "signal": p.signal if p else None,
             "source": p.source if p else None,
             "forced": self.status == "forced",
@@ -182,8 +191,22 @@ async def decide(
     deadline: datetime,
     submitted_at: datetime,
     override: Override | None = None,
+    intensity_at_submission: float | None = None,
 ) -> Decision:
-    """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``."""
+    """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``.
+
+    ``intensity_at_submission``: the counterfactual from the gate's first decision, when this is a later one.
+    """
+    decision = await _decide(gate, now, deadline, submitted_at, override)
+    counterfactual = intensity_at_submission
+    if counterfactual is None and decision.plan is not None:
+        counterfactual = decision.plan.intensity_now
+    return replace(decision, intensity_at_submission=counterfactual)
+
+
+async def _decide(
+    gate: CarbonGate, now: datetime, deadline: datetime, submitted_at: datetime, override: Override | None
+) -> Decision:
     now = as_utc(now, "now")
     deadline = as_utc(deadline, "deadline")
     zone = gate.home_zone
@@ -195,9 +218,6 @@ async def decide(
         result = _plan(gate, forecasts, now, deadline, submitted_at)
         fallback = None
     except (SourceError, ForecastError, OSError) as exc:
-        if now >= latest:  # the deadline decides; no forecast needed
-            return Decision("forced", f"Starting now: the latest start {to_iso(latest)} has been reached "
-                            f"(forecast unavailable: {exc}).", now, zone, forced_reason="latest_start")
         result, fallback = await _on_source_error(gate, exc, now, deadline, submitted_at)
         if isinstance(result, Decision):
             return result
@@ -206,7 +226,7 @@ async def decide(
         return Decision("forced", result.reason, now, result.zone, result, forced_reason=kind, fallback=fallback)
     if result.decision == "run_now":
         return Decision("go", result.reason, now, result.zone, result, fallback=fallback)
-    refresh = gate.source.refresh_interval if fallback is None else None
+    refresh = gate.source.refresh_interval  # on a fallback too: the primary source may have recovered
     next_check = min(result.planned_start, latest)
     if refresh is not None:
         next_check = min(next_check, now + refresh)
@@ -221,6 +241,7 @@ async def wait_for_window(
     clock: Clock,
     read_override: Callable[[], Awaitable[Override | None]] | None = None,
     on_decision: Callable[[Decision], None] | None = None,
+    intensity_at_submission: float | None = None,
 ) -> Decision:
     """Decide, sleep until the next decision point, re-plan; return the first decision to start.
 
@@ -233,8 +254,10 @@ async def wait_for_window(
 
     while True:
         decision = await decide(
-            gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override()
+            gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override(),
+            intensity_at_submission=intensity_at_submission,
         )
+        intensity_at_submission = decision.intensity_at_submission
         if on_decision is not None:
             on_decision(decision)
         _notify(decision)

@@ -2,7 +2,7 @@
 
 Submitted at 18:00 UTC, the rebuilt index must be live by 06:00 the next morning (12 hours), and a
 rebuild takes about two hours. The BashOperator is unchanged; ``carbon_gated(BashOperator)`` makes it
-wait for the cleanest two hours in California's grid first.
+wait for the cleanest two hours of Great Britain's grid first (usually in the windy small hours).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def search_index_rebuild():
     rebuild = GatedBashOperator(
         task_id="rebuild_index",
         bash_command="echo rebuilt shards 0-15",
-        carbon=CarbonGate(zones="US-CAL-CISO", deadline=After(hours=12), expected_duration=timedelta(hours=2)),
+        carbon=CarbonGate(zones="GB", deadline=After(hours=12), expected_duration=timedelta(hours=2)),
     )
     swap = BashOperator(task_id="swap_alias", bash_command="echo alias products -> products_v2")
     export >> rebuild >> swap

@@ -97,13 +97,29 @@ def test_exactly_at_latest_start_runs_now_with_latest_start_reached():
     f = slots([500, 100, 100, 100])
     deadline = T0 + 2 * H
     now = latest_start(deadline, H)
-    assert now == T0 + 55 * M
+    assert now == T0 + 54 * M  # 02:00 - 1 h - 6 min
     p = plan(f, now=now, deadline=deadline, expected_duration=H)
     assert p.decision == "run_now" and p.planned_start == now
     assert p.latest_start_reached is True
     assert p.deadline_at_risk is False
     assert p.forced is True
     assert "latest start" in p.reason and "deadline" in p.reason
+
+
+@pytest.mark.parametrize(
+    ("late_by", "reached", "at_risk"),
+    [(timedelta(seconds=30), True, False), (M, True, False), (M + timedelta(seconds=1), False, True)],
+)
+def test_latest_start_tolerance_of_one_minute(late_by, reached, at_risk):
+    """Up to LATEST_START_TOLERANCE (1 min) after the latest start is 'reached'; later is 'at risk'."""
+    from carbon_sensors.planning import LATEST_START_TOLERANCE
+
+    assert LATEST_START_TOLERANCE == M
+    deadline = T0 + 2 * H
+    now = latest_start(deadline, H) + late_by
+    p = plan(slots([500, 100, 100, 100]), now=now, deadline=deadline, expected_duration=H)
+    assert p.decision == "run_now" and p.planned_start == now
+    assert (p.latest_start_reached, p.deadline_at_risk) == (reached, at_risk)
 
 
 def test_forced_plan_does_not_need_forecast_coverage():
@@ -310,12 +326,34 @@ def test_spatial_later_dip_in_other_zone_is_waited_for():
     assert f"Waiting until {hm(T0 + 2 * H)} in FR" in p.reason
 
 
-def test_spatial_small_gain_elsewhere_below_min_saving_stays_home():
-    """A 2 % cleaner zone is not worth moving to with the default 3 % minimum."""
+def test_spatial_cleaner_zone_now_needs_no_minimum_saving():
+    """Starting now in a 2 % cleaner zone involves no waiting, so min_saving_pct does not hold it back."""
     p = plan([slots([100, 100], zone="DE"), slots([98, 98], zone="FR")], now=T0, deadline=T0 + 2 * H,
              expected_duration=H)
+    assert p.decision == "run_now" and p.zone == "FR"
+    assert p.intensity_planned == pytest.approx(98.0)
+    assert p.expected_saving_pct == pytest.approx(2.0)
+
+
+def test_spatial_waiting_must_beat_the_best_start_now_in_any_zone():
+    """Waiting for 98 in FR saves only 2 % over starting now in FR (100), so the plan runs now in FR."""
+    home = slots([500, 500, 500], zone="DE")
+    other = slots([100, 98, 500], zone="FR")
+    p = plan([home, other], now=T0, deadline=T0 + 3 * H, expected_duration=H)
+    assert p.decision == "run_now" and p.planned_start == T0
+    assert p.zone == "FR" and p.intensity_planned == pytest.approx(100.0)
+    assert p.expected_saving_pct == pytest.approx(80.0)
+    lenient = plan([home, other], now=T0, deadline=T0 + 3 * H, expected_duration=H, policy=Policy(min_saving_pct=1))
+    assert (lenient.decision, lenient.zone, lenient.planned_start) == ("wait", "FR", T0 + H)
+
+
+def test_spatial_home_only_small_gain_below_min_saving_runs_now_at_home():
+    """A 2 % gain from waiting, with no cleaner zone now, runs now at home and says why."""
+    p = plan([slots([100, 98, 100], zone="DE"), slots([700, 700, 700], zone="FR")], now=T0,
+             deadline=T0 + 3 * H, expected_duration=H)
     assert p.decision == "run_now" and p.zone == "DE"
-    assert p.intensity_planned == pytest.approx(100.0)
+    assert p.intensity_planned == pytest.approx(100.0) and p.expected_saving_pct == 0.0
+    assert "below the 3%" in p.reason
 
 
 def test_average_and_marginal_forecasts_raise_signal_mismatch():
@@ -511,14 +549,33 @@ def test_property_planned_start_within_now_and_latest_start(case):
     )
 )
 def test_property_flat_forecast_always_runs_now(case):
-    """A flat forecast always runs now, whatever the policy, with zero saving."""
+    """A flat forecast always runs now, whatever the policy, with zero saving.
+
+    A threshold exactly equal to the flat value is left to test_flat_forecast_at_threshold_runs_now (a bug).
+    """
     f, now, duration, deadline, policy = case
+    assume(policy.threshold is None or not math.isclose(policy.threshold, f.values[0], rel_tol=1e-9))
     p = plan(f, now=now, deadline=deadline, expected_duration=duration, policy=policy)
     assert p.decision == "run_now"
     assert p.planned_start == now
     assert p.expected_saving_pct == 0.0
     assert p.intensity_now == pytest.approx(f.values[0])
     assert p.intensity_planned == pytest.approx(f.values[0])
+
+
+@pytest.mark.xfail(
+    reason="BUG: plan() compares window means with policy.threshold without the float tolerance _better() uses; "
+    "float noise puts the flat forecast's now-window at 150.30000000000004 > 150.3, so it waits for a 0 % saving",
+    strict=True,
+)
+def test_flat_forecast_at_threshold_runs_now():
+    """A flat 150.3 g/kWh forecast with threshold=150.3 and min_saving_pct=0 runs now instead of waiting."""
+    f = slots([150.3] * 8, step=30 * M)
+    now = T0 + timedelta(seconds=567)
+    p = plan(f, now=now, deadline=now + 4 * H, expected_duration=50 * M,
+             policy=Policy(threshold=150.3, min_saving_pct=0))
+    # actual: decision 'wait', planned_start 00:10, expected_saving_pct ~1e-14
+    assert (p.decision, p.planned_start) == ("run_now", now)
 
 
 def _strictly_decreasing(n):

@@ -201,7 +201,7 @@ class GateRun:
             self.task.log.info("Carbon gate waiting: %s", decision.reason)
         return decision
 
-    def trigger(self) -> CarbonWindowTrigger:
+    def trigger(self, first: Decision) -> CarbonWindowTrigger:
         from carbon_sensors.triggers.carbon import CarbonWindowTrigger
 
         ti = self.context.get("ti")
@@ -218,6 +218,7 @@ class GateRun:
             task_id=self.task.task_id,
             run_id=getattr(ti, "run_id", None),
             map_index=getattr(ti, "map_index", -1) if isinstance(getattr(ti, "map_index", -1), int) else -1,
+            intensity_at_submission=first.intensity_at_submission,
         )
 
 
@@ -249,7 +250,7 @@ class CarbonGateMixin:
         run = GateRun(self, self.carbon_gate, context)
         decision = run.first_decision()
         if decision.status == "wait":
-            self.defer(trigger=run.trigger(), method_name="carbon_resume")  # type: ignore[attr-defined]
+            self.defer(trigger=run.trigger(decision), method_name="carbon_resume")  # type: ignore[attr-defined]
         return self._run_gated(context, decision.to_event())
 
     def carbon_resume(self, context: Any, event: Any = None, **kwargs: Any) -> Any:

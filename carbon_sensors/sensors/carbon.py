@@ -90,7 +90,7 @@ class CarbonAwareSensor(BaseSensorOperator):
         run = self._run(context)
         decision = run.first_decision()
         if decision.status == "wait":
-            self.defer(trigger=run.trigger(), method_name="execute_complete")
+            self.defer(trigger=run.trigger(decision), method_name="execute_complete")
         return finish(self, decision.to_event())
 
     def execute_complete(self, context: Any, event: Any = None, **kwargs: Any) -> Any:

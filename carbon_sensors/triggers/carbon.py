@@ -53,6 +53,7 @@ class CarbonWindowTrigger(BaseTrigger):
         task_id: str | None = None,
         run_id: str | None = None,
         map_index: int = -1,
+        intensity_at_submission: float | None = None,
     ) -> None:
         super().__init__()
         self.zones = list(zones)
@@ -64,6 +65,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.on_source_error = on_source_error
         self.check_interval_s = float(check_interval_s)
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
+        self.intensity_at_submission = intensity_at_submission
         self.gate = CarbonGate(
             zones=tuple(self.zones),
             deadline=self.deadline,
@@ -90,6 +92,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 "task_id": self.task_id,
                 "run_id": self.run_id,
                 "map_index": self.map_index,
+                "intensity_at_submission": self.intensity_at_submission,
             },
         )
 
@@ -103,6 +106,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 clock=clock,
                 read_override=self._read_override,
                 on_decision=self._log_decision,
+                intensity_at_submission=self.intensity_at_submission,
             )
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume

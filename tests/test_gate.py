@@ -1,0 +1,114 @@
+"""The gate: one decision from settings, a source and the time; and the waiting loop."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import write_forecast_csv
+
+from carbon_sensors import After, CarbonGate, ConfigurationError, DeadlineError, Policy, UnknownZoneError, decide
+from carbon_sensors.gate import add_decision_listener, remove_decision_listener, wait_for_window
+from carbon_sensors.testing import FrozenClock
+
+T0 = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)
+
+
+def gate_for(path, zones="DE", **kwargs):
+    return CarbonGate(
+        zones=zones, deadline=After(hours=8), expected_duration=timedelta(hours=1),
+        source={"kind": "file", "path": str(path)}, **kwargs,
+    )
+
+
+def test_gate_validates_its_settings_at_construction():
+    """Unknown zones, bad durations and bad policies fail when the DAG is parsed, with our errors."""
+    with pytest.raises(UnknownZoneError, match="embedded profile has no zone 'XX'"):
+        CarbonGate(zones="XX", deadline=After(hours=8), expected_duration=timedelta(hours=1))
+    with pytest.raises(DeadlineError, match="does not fit"):
+        CarbonGate(zones="DE", deadline=After(hours=1), expected_duration=timedelta(hours=2))
+    with pytest.raises(ConfigurationError, match="positive timedelta"):
+        CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(0))
+    with pytest.raises(ConfigurationError, match="on_source_error"):
+        CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1), on_source_error="skip")
+    with pytest.raises(ConfigurationError, match="no time zone"):
+        CarbonGate(zones="DE", deadline=datetime(2030, 1, 1), expected_duration=timedelta(hours=1))
+
+
+def test_absolute_deadline_already_past_is_refused_by_check_not_past():
+    """A fixed deadline that has passed is refused when the DAG is parsed."""
+    gate = CarbonGate(zones="DE", deadline=T0, expected_duration=timedelta(hours=1))
+    with pytest.raises(DeadlineError, match="already past"):
+        gate.check_not_past(T0 + timedelta(minutes=1))
+
+
+def test_decide_waits_then_goes(tmp_path):
+    """decide() says wait (with the next check at the planned start) before the dip and go at it."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 100, 400, 400, 400, 400, 400, 400])
+    gate = gate_for(path)
+    first = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert first.status == "wait" and first.next_check == T0 + timedelta(hours=1)  # the file refreshes hourly
+    later = asyncio.run(decide(gate, now=T0 + timedelta(hours=2), deadline=T0 + timedelta(hours=8), submitted_at=T0,
+                               intensity_at_submission=first.intensity_at_submission))
+    assert later.status == "go"
+    event = later.to_event()
+    assert event["intensity_at_submission"] == 400.0 and event["saving_pct"] == 75.0
+
+
+def test_waiting_is_only_worth_it_against_the_best_start_now_zone(tmp_path):
+    """With two zones, a future window barely better than starting now elsewhere is not waited for."""
+    home = write_forecast_csv(tmp_path / "de.csv", T0, [400] * 30)
+    other = [200.0] * 30
+    other[20] = 199.0  # a hair better, 20 h later
+    write_forecast_csv(tmp_path / "gb.csv", T0, other)
+    from carbon_sensors.planning import plan
+    from carbon_sensors.signals import FileSource
+
+    forecasts = [
+        FileSource(home).fetch_now("DE", T0, T0 + timedelta(hours=24), now=T0),
+        FileSource(tmp_path / "gb.csv").fetch_now("GB", T0, T0 + timedelta(hours=24), now=T0),
+    ]
+    result = plan(forecasts, now=T0, deadline=T0 + timedelta(hours=24), expected_duration=timedelta(hours=1))
+    assert result.decision == "run_now" and result.zone == "GB"
+    assert result.expected_saving_pct == pytest.approx(50.0)
+
+
+def test_listeners_see_every_decision_and_a_failing_listener_is_ignored(tmp_path):
+    """Each re-plan reaches decision listeners; a listener that raises never stops the gate."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])
+    seen = []
+
+    def broken(_decision):
+        raise RuntimeError("listener bug")
+
+    add_decision_listener(seen.append)
+    add_decision_listener(broken)
+    try:
+        decision = asyncio.run(wait_for_window(
+            gate_for(path), deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=FrozenClock(T0)
+        ))
+    finally:
+        remove_decision_listener(seen.append)
+        remove_decision_listener(broken)
+    assert decision.status == "go"
+    assert [d.status for d in seen] == ["wait", "wait", "wait", "go"]  # hourly refreshes, then the window
+    assert seen[-1] is decision
+
+
+def test_threshold_starts_at_once_when_the_grid_is_clean_enough(tmp_path):
+    """With a threshold above the current intensity the gate goes at once, even if later is cleaner."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [150, 150, 20, 150, 150, 150, 150, 150, 150])
+    gate = gate_for(path, policy=Policy(threshold=160))
+    decision = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert decision.status == "go" and "threshold" in decision.reason
+
+
+def test_max_delay_counts_from_submission_not_from_each_replan(tmp_path):
+    """max_delay is anchored at submission, so re-planning cannot push the start later and later."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400 - 30 * h for h in range(10)])
+    gate = gate_for(path, policy=Policy(max_delay=timedelta(hours=2)))
+    clock = FrozenClock(T0)
+    decision = asyncio.run(wait_for_window(gate, deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=clock))
+    assert decision.status == "go"
+    assert clock.now() == T0 + timedelta(hours=2)
