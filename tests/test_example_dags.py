@@ -90,7 +90,7 @@ def test_search_index_rebuild_waits_for_the_night_window(dag_bag):
 
 def test_weekly_retrain_shifts_to_the_cleaner_zone(dag_bag):
     """The retraining gate picks Great Britain's clean midday window over Germany and goes there."""
-    dag_run, states, trail = run_dag(dag_bag, "weekly_retrain", JUNE_15)
+    dag_run, states, _ = run_dag(dag_bag, "weekly_retrain", JUNE_15)
     assert dag_run.state == "success", states
     decision = decoded(xcom(dag_run, "wait_for_clean_window"))
     assert decision["status"] == "go" and decision["zone"] == "GB"
