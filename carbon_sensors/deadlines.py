@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Union
+from typing import Any, Union
 
 from carbon_sensors.errors import DeadlineError
 from carbon_sensors.timeutil import as_utc, parse_utc
@@ -63,6 +63,9 @@ class After:
     def __post_init__(self) -> None:
         _check_anchor(self.anchor)
         _check_timezone(self.timezone)
+        parts = {"weeks": self.weeks, "days": self.days, "hours": self.hours, "minutes": self.minutes}
+        if any(not isinstance(v, int | float) or v < 0 for v in parts.values()):
+            raise DeadlineError(f"every part of {self!r} must be a number, zero or positive; e.g. After(days=1, hours=6)")
         if self.min_span <= timedelta(0):
             raise DeadlineError(f"{self!r} must lie after its anchor; give a positive span, e.g. After(hours=8)")
 
@@ -106,9 +109,15 @@ class NextLocalTime:
 
         wall = time.fromisoformat(self.at)
         local = pendulum.instance(as_utc(anchor, self.anchor)).in_timezone(self.timezone)
-        candidate = local.set(hour=wall.hour, minute=wall.minute, second=wall.second, microsecond=0)
+
+        def on(day: Any) -> Any:
+            # pendulum.datetime() moves a wall time that falls in a DST gap forward by the gap
+            # (02:30 on a spring-forward night becomes 03:30), never backward.
+            return pendulum.datetime(day.year, day.month, day.day, wall.hour, wall.minute, wall.second, tz=self.timezone)
+
+        candidate = on(local)
         if candidate <= local:
-            candidate = candidate.add(days=1).set(hour=wall.hour, minute=wall.minute, second=wall.second)
+            candidate = on(local.add(days=1))
         return as_utc(candidate)
 
     def to_dict(self) -> dict:

@@ -170,8 +170,6 @@ class Decision:
             "latest_start": to_iso(p.latest_start) if p else None,
             "deadline": to_iso(p.deadline) if p else None,
             "intensity": None if p is None or p.intensity_planned is None else round(p.intensity_planned, 3),
-            "intensity_now": None if p is None or p.intensity_now is None else round(p.intensity_now, 3),
-            "expected_saving_pct": round(p.expected_saving_pct, 3) if p else None,
             "intensity_at_submission": None if submitted is None else round(submitted, 3),
             "saving_pct": None if submitted is None or planned is None or submitted <= 0
             else round((submitted - planned) / submitted * 100.0, 3),

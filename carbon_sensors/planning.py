@@ -179,7 +179,8 @@ def plan(
     home = zones[0]
     latest = latest_start(deadline, expected_duration, policy)
     now_s, dur_s = now.timestamp(), expected_duration.total_seconds()
-    now_mean = _finite_or_none(home.mean_between(now_s, now_s + dur_s))
+    # Only a forecast that covers now can say what starting now costs (its end may come early).
+    now_mean = _finite_or_none(home.mean_between(now_s, now_s + dur_s)) if home.covers(now_s, now_s) else None
     base = {
         "latest_start": latest,
         "deadline": deadline,
@@ -214,7 +215,8 @@ def plan(
             f"forecast for zone {home.zone!r} from {home.source!r} covers {_hm(home.start)} to {_hm(home.end)}, "
             f"which does not include now ({_hm(now)}); fetch a forecast that starts at or before now"
         )
-    if policy.threshold is not None and now_mean <= policy.threshold:
+    threshold = None if policy.threshold is None else policy.threshold * (1 + 1e-9) + 1e-9  # float noise
+    if threshold is not None and now_mean <= threshold:
         return run_now(
             f"Running now in {home.zone}: the next {_span(expected_duration)} average {now_mean:.0f} g/kWh, "
             f"at or below the {policy.threshold:g} g/kWh threshold."
@@ -225,8 +227,10 @@ def plan(
     first_under: tuple[float, float, int] | None = None
     horizon_s = horizon.timestamp()
     for zi, forecast in enumerate(zones):
+        previous: tuple[float, float] | None = None  # (start, mean) of the last covered candidate
         for start_s in _candidates(forecast, now_s, horizon_s, dur_s):
             if not forecast.covers(start_s, start_s + dur_s):
+                previous = None
                 continue
             mean = forecast.mean_between(start_s, start_s + dur_s)
             cand = (mean, start_s, zi)
@@ -234,9 +238,13 @@ def plan(
                 best = cand
             if start_s == now_s and _better(cand, best_now):
                 best_now = cand
-            if policy.threshold is not None and mean <= policy.threshold:
-                if first_under is None or (start_s, zi) < (first_under[1], first_under[2]):
-                    first_under = cand
+            if threshold is not None and mean <= threshold:
+                # The mean is linear between candidates: start where it crosses the threshold.
+                crossing = _crossing(previous, (start_s, mean), threshold)
+                under = (forecast.mean_between(crossing, crossing + dur_s), crossing, zi)
+                if first_under is None or (crossing, zi) < (first_under[1], first_under[2]):
+                    first_under = under
+            previous = (start_s, mean)
     target, by_threshold = (first_under, True) if first_under is not None else (best, False)
     mean, start_s, zi = target
     start = datetime.fromtimestamp(start_s, UTC)
@@ -285,6 +293,15 @@ def _candidates(forecast: Forecast, now_s: float, horizon_s: float, dur_s: float
     lo, hi = bisect_left(bounds, now_s + dur_s), bisect_right(bounds, horizon_s + dur_s)
     out.update(b - dur_s for b in bounds[lo:hi])
     return sorted(out)
+
+
+def _crossing(previous: tuple[float, float] | None, current: tuple[float, float], threshold: float) -> float:
+    """The earliest whole second between two candidates where the (linear) window mean reaches ``threshold``."""
+    if previous is None or previous[1] <= threshold or previous[1] <= current[1]:
+        return current[0]
+    (t0, m0), (t1, m1) = previous, current
+    exact = t0 + (m0 - threshold) / (m0 - m1) * (t1 - t0)
+    return min(t1, float(math.ceil(exact - 1e-6)))
 
 
 def _better(cand: tuple[float, float, int], best: tuple[float, float, int]) -> bool:

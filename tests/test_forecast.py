@@ -84,7 +84,7 @@ def test_boundary_values_zero_and_maximum_are_accepted():
 
 def test_empty_points_raise_invalid_forecast():
     """An empty point list is refused with InvalidForecastError naming the zone."""
-    with pytest.raises(InvalidForecastError, match="'DE'.*no points"):
+    with pytest.raises(InvalidForecastError, match=r"'DE'.*no points"):
         Forecast.from_points([], zone="DE", source="t")
 
 
@@ -110,14 +110,14 @@ def test_mismatched_lengths_raise_invalid_forecast():
 )
 def test_non_increasing_times_raise_invalid_forecast(times):
     """Duplicate or out-of-order timestamps are refused with a hint to sort and deduplicate."""
-    with pytest.raises(InvalidForecastError, match="strictly increasing.*sort the points"):
+    with pytest.raises(InvalidForecastError, match=r"strictly increasing.*sort the points"):
         Forecast.from_points([(t, 100.0) for t in times], zone="DE", source="t")
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -0.5, -100.0, MAX_PLAUSIBLE_G_PER_KWH + 0.1, 5000.0])
 def test_implausible_values_raise_invalid_forecast(bad):
     """NaN, infinite, negative and > 2000 g/kWh values are refused with a unit hint."""
-    with pytest.raises(InvalidForecastError, match="must be finite and within 0..2000") as info:
+    with pytest.raises(InvalidForecastError, match=r"must be finite and within 0\.\.2000") as info:
         hourly([100.0, bad, 100.0])
     assert "unit" in str(info.value)
 

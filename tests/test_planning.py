@@ -241,11 +241,6 @@ def test_threshold_never_met_falls_back_to_the_cleanest_window():
     assert "the cleanest window" in p.reason
 
 
-@pytest.mark.xfail(
-    reason="BUG: planning.plan only checks slot-boundary candidates for the threshold, so the first window "
-    "whose mean reaches the threshold between boundaries is skipped (and the answer depends on resolution)",
-    strict=True,
-)
 def test_threshold_starts_as_soon_as_a_window_reaches_it():
     """Policy.threshold promises the start as soon as a window mean is <= threshold, even mid-slot."""
     f = slots([500, 250, 500, 100, 500, 500])
@@ -387,11 +382,6 @@ def test_forecast_starting_well_after_now_raises_coverage_error():
         plan(f, now=T0, deadline=T0 + 20 * H, expected_duration=H)
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan() checks coverage with the clipped mean_between(now, now + duration), so a forecast that "
-    "starts after now but before now + duration is accepted and intensity_now comes from a partial window",
-    strict=True,
-)
 def test_forecast_starting_shortly_after_now_raises_coverage_error():
     """A forecast starting 30 min after now does not include now, so plan() must refuse it."""
     f = slots([300] * 6)
@@ -563,11 +553,6 @@ def test_property_flat_forecast_always_runs_now(case):
     assert p.intensity_planned == pytest.approx(f.values[0])
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan() compares window means with policy.threshold without the float tolerance _better() uses; "
-    "float noise puts the flat forecast's now-window at 150.30000000000004 > 150.3, so it waits for a 0 % saving",
-    strict=True,
-)
 def test_flat_forecast_at_threshold_runs_now():
     """A flat 150.3 g/kWh forecast with threshold=150.3 and min_saving_pct=0 runs now instead of waiting."""
     f = slots([150.3] * 8, step=30 * M)

@@ -64,6 +64,13 @@ class FileSource:
     ) -> None:
         if signal not in SIGNALS:
             raise ConfigurationError(f"signal must be 'average' or 'marginal', got {signal!r}")
+        if timezone is not None:
+            from zoneinfo import ZoneInfo
+
+            try:
+                ZoneInfo(timezone)
+            except (ValueError, KeyError):
+                raise ConfigurationError(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Berlin'") from None
         self.path = Path(path)
         if self.path.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise ConfigurationError(f"{self.path} is neither .csv nor .parquet; convert it or rename it")
@@ -194,6 +201,8 @@ class FileSource:
                     raise SourceDataError(
                         f"{self.path} has two rows for {datetime.fromtimestamp(a, UTC).isoformat()}"
                         + (f" in zone {zone!r}" if zone else "") + "; keep one row per time"
+                        + (" (naive local times repeat when clocks go back: write them with offsets or in UTC)"
+                           if self.timezone not in (None, "UTC") else "")
                     )
             steps = [b - a for a, b in itertools.pairwise(starts)]
             step = statistics.median(steps) if steps else 3600.0

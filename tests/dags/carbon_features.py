@@ -3,7 +3,7 @@ a NextLocalTime deadline in a DST zone, and a poke-mode sensor."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -12,7 +12,7 @@ from carbon_sensors.decorators import carbon_aware
 from carbon_sensors.sensors import CarbonAwareSensor
 
 
-@dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False, tags=["test"])
+@dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False, tags=["test"])
 def carbon_features():
     templated = CarbonAwareSensor(
         task_id="templated_gate",
