@@ -89,7 +89,8 @@ EMPTY_MODULE = "airflow.providers.standard.operators.empty"
 # What the dag-processor's parse child already has loaded before it reads a DAG file.
 PREAMBLE_MODULES = ("airflow.sdk", "airflow.dag_processing.dagbag", "airflow.dag_processing.processor")
 
-# Runs in each fresh subprocess: argv = mode, target, preimport flag ("0"/"1").
+# Runs in each fresh subprocess: argv = mode ("parse"/"import"), target (file/module), preimport ("0"/"1"),
+# JSON list of preamble modules. Prints one "BENCH_RESULT {json}" line.
 CHILD_CODE = r"""
 import importlib, json, sys, time
 

@@ -6,7 +6,6 @@ process with :func:`carbon_sensors.testing.use_clock`.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -32,6 +31,8 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep(self, seconds: float) -> None:
+        import asyncio  # here, not at module level: DAG files import the core on every parse
+
         await asyncio.sleep(max(0.0, seconds))
 
 

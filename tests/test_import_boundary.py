@@ -41,3 +41,15 @@ def test_sensor_adds_no_heavy_package_beyond_what_airflow_sdk_loads():
         before="import airflow.sdk",
     )
     assert not new & set(HEAVY), new & set(HEAVY)
+
+
+def test_core_import_does_not_start_asyncio_or_read_the_profile():
+    """Parsing a DAG validates zones without reading the profile file, and the core imports no asyncio."""
+    new = loaded_after(
+        "import carbon_sensors\n"
+        "from datetime import timedelta\n"
+        "carbon_sensors.CarbonGate(zones='DE', deadline=carbon_sensors.After(hours=8), expected_duration=timedelta(hours=1))\n"
+        "from carbon_sensors.signals.embedded import _profiles\n"
+        "assert _profiles.cache_info().currsize == 0, 'the profile file was read'"
+    )
+    assert "asyncio" not in new

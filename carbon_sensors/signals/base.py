@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -39,6 +37,9 @@ class Source(Protocol):
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from sync code, even where an event loop is already running."""
+    import asyncio
+    import concurrent.futures
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

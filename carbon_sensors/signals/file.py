@@ -11,10 +11,8 @@ which zone naive times are in. Values are gCO2eq/kWh. An optional zone column se
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import itertools
-import statistics
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,7 +83,9 @@ class FileSource:
 
     async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
         self.check_zone(zone)
-        series_by_zone = await asyncio.to_thread(self._load)
+        import asyncio
+
+        series_by_zone = await asyncio.to_thread(self._load)  # file I/O off the event loop
         return self._slice(series_by_zone, zone, as_utc(start, "start"), as_utc(end, "end"))
 
     def fetch_now(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
@@ -205,7 +205,7 @@ class FileSource:
                            if self.timezone not in (None, "UTC") else "")
                     )
             steps = [b - a for a, b in itertools.pairwise(starts)]
-            step = statistics.median(steps) if steps else 3600.0
+            step = _median(steps) if steps else 3600.0
             out[zone] = _Series(starts, tuple(p[1] for p in pairs), step)
         return out
 
@@ -251,6 +251,12 @@ class FileSource:
             issued_at=datetime.fromtimestamp(self.path.stat().st_mtime, UTC),
             starts_s=starts, values=values, end_s=end_s,
         )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _iso(epoch_s: float) -> str:

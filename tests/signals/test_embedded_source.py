@@ -134,3 +134,10 @@ def test_embedded_source_identity_and_spec():
     assert source.to_spec() == {"kind": "embedded"}
     assert source == EmbeddedProfileSource() and hash(source) == hash(EmbeddedProfileSource())
     assert repr(source) == "EmbeddedProfileSource()"
+
+
+def test_the_static_zone_list_matches_the_profile_file():
+    """EMBEDDED_ZONES (used to validate zones without reading the file) equals the file's zones."""
+    from carbon_sensors.signals.embedded import EMBEDDED_ZONES, _profiles
+
+    assert set(_profiles()["zones"]) == EMBEDDED_ZONES
