@@ -38,6 +38,13 @@ class Forecast:
 
     Build it with :meth:`from_points`; the constructor validates whatever it is given.
     ``measured_until``: points that start before it are measurements, the rest are forecasts.
+    ``error_24h``: the forecast's typical relative error (1 sigma) 24 h after ``issued_at``, growing
+    with the square root of the horizon; 0 for measurements and perfect knowledge. The planner
+    planner's gate corrects near-term points by the error the source is making now
+    (see :mod:`carbon_sensors.correction`).
+    ``recent_error``: where the source knows it (e.g. an API that returns forecast and actual for
+    recent slots), the relative error its forecast made for the current slot when issued
+    ``recent_error_lead_h`` hours ahead: ``forecast / actual - 1``.
     """
 
     zone: str
@@ -48,6 +55,9 @@ class Forecast:
     values: tuple[float, ...]
     end_s: float
     measured_until: datetime | None = None
+    error_24h: float = 0.0
+    recent_error: float | None = None
+    recent_error_lead_h: float = 1.0
     _cumulative: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +65,12 @@ class Forecast:
             raise ConfigurationError(f"signal must be 'average' or 'marginal', got {self.signal!r}")
         object.__setattr__(self, "issued_at", as_utc(self.issued_at, "forecast issued_at"))
         where = f"forecast for zone {self.zone!r} from {self.source!r}"
+        if not (isinstance(self.error_24h, int | float) and 0.0 <= self.error_24h < 10.0):
+            raise ConfigurationError(f"error_24h must be a relative error such as 0.1, got {self.error_24h!r}")
+        if self.recent_error is not None and not (math.isfinite(self.recent_error) and self.recent_error > -1.0):
+            raise InvalidForecastError(f"recent_error must be a finite relative error above -1, got {self.recent_error!r}")
+        if not self.recent_error_lead_h > 0:
+            raise ConfigurationError(f"recent_error_lead_h must be positive, got {self.recent_error_lead_h!r}")
         if not self.starts_s:
             raise InvalidForecastError(f"{where} has no points; check the source's time range and zone")
         if len(self.starts_s) != len(self.values):
@@ -89,6 +105,7 @@ class Forecast:
         issued_at: datetime | None = None,
         resolution: timedelta | None = None,
         measured_until: datetime | None = None,
+        error_24h: float = 0.0,
     ) -> Forecast:
         """Build a forecast from ``(aware datetime, gCO2eq/kWh)`` pairs in time order.
 
@@ -118,6 +135,7 @@ class Forecast:
             values=tuple(p[1] for p in pairs),
             end_s=starts[-1] + step,
             measured_until=measured_until,
+            error_24h=error_24h,
         )
 
     @property

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from carbon_sensors.clock import Clock
+from carbon_sensors.correction import ForecastMemory
 from carbon_sensors.deadlines import DeadlineSpec, check_deadline_spec
 from carbon_sensors.errors import ConfigurationError, ForecastError, SourceError, UnknownZoneError
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
@@ -190,12 +191,20 @@ async def decide(
     submitted_at: datetime,
     override: Override | None = None,
     intensity_at_submission: float | None = None,
+    waiting: bool = False,
+    memory: ForecastMemory | None = None,
 ) -> Decision:
     """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``.
 
     ``intensity_at_submission``: the counterfactual from the gate's first decision, when this is a later one.
+    ``waiting``: the gate already decided to wait. ``min_saving_pct`` decides whether waiting is worth
+    starting at all; once waiting, re-plans just pick the best window, or a gate nearing its window
+    would start early every time "now" came within the minimum saving of it.
+    ``memory``: the forecasts seen earlier in this wait, to correct new ones by their current error.
     """
-    decision = await _decide(gate, now, deadline, submitted_at, override)
+    if waiting and gate.policy.min_saving_pct:
+        gate = replace(gate, policy=replace(gate.policy, min_saving_pct=0.0))
+    decision = await _decide(gate, now, deadline, submitted_at, override, memory)
     counterfactual = intensity_at_submission
     if counterfactual is None and decision.plan is not None:
         counterfactual = decision.plan.intensity_now
@@ -203,7 +212,8 @@ async def decide(
 
 
 async def _decide(
-    gate: CarbonGate, now: datetime, deadline: datetime, submitted_at: datetime, override: Override | None
+    gate: CarbonGate, now: datetime, deadline: datetime, submitted_at: datetime, override: Override | None,
+    memory: ForecastMemory | None = None,
 ) -> Decision:
     now = as_utc(now, "now")
     deadline = as_utc(deadline, "deadline")
@@ -213,6 +223,8 @@ async def _decide(
     latest = latest_start(deadline, gate.expected_duration, gate.policy)
     try:
         forecasts = await _fetch(gate.source, gate.zones, now, deadline)
+        if memory is not None:
+            forecasts = [memory.correct(f) for f in forecasts]
         result = _plan(gate, forecasts, now, deadline, submitted_at)
         fallback = None
     except (SourceError, ForecastError, OSError) as exc:
@@ -240,12 +252,16 @@ async def wait_for_window(
     read_override: Callable[[], Awaitable[Override | None]] | None = None,
     on_decision: Callable[[Decision], None] | None = None,
     intensity_at_submission: float | None = None,
+    already_waiting: bool = False,
 ) -> Decision:
     """Decide, sleep until the next decision point, re-plan; return the first decision to start.
 
     Sleeps in steps of at most ``gate.check_interval``, re-reading the clock and the override each
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
+    ``already_waiting``: the first decision (e.g. the sensor's, in the worker) was already to wait.
     """
+    waiting = already_waiting
+    memory = ForecastMemory()
 
     async def current_override() -> Override | None:
         return kill_switch_from_env() or (await read_override() if read_override else None)
@@ -253,9 +269,10 @@ async def wait_for_window(
     while True:
         decision = await decide(
             gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override(),
-            intensity_at_submission=intensity_at_submission,
+            intensity_at_submission=intensity_at_submission, waiting=waiting, memory=memory,
         )
         intensity_at_submission = decision.intensity_at_submission
+        waiting = waiting or decision.status == "wait"
         if on_decision is not None:
             on_decision(decision)
         _notify(decision)

@@ -30,7 +30,7 @@ from carbon_sensors.errors import ConfigurationError, DeadlineError, ForecastCov
 from carbon_sensors.forecast import Forecast, Signal, common_signal
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["DEFAULT_MIN_SAVING_PCT", "LATEST_START_TOLERANCE", "Plan", "Policy", "latest_start", "plan"]
+__all__ = ["DEFAULT_MIN_SAVING_PCT", "LATEST_START_TOLERANCE", "Plan", "Policy", "duration_quantile", "latest_start", "plan"]
 
 #: Waiting is only worth it when it saves at least this share of the job's carbon.
 DEFAULT_MIN_SAVING_PCT = 3.0
@@ -222,7 +222,7 @@ def plan(
             f"at or below the {policy.threshold:g} g/kWh threshold."
         )
 
-    best: tuple[float, float, int] = (now_mean, now_s, 0)  # (mean, start, zone index)
+    best = (now_mean, now_s, 0)  # (window mean, start, zone index)
     best_now = best  # the best start-now option in any allowed zone: what waiting must beat
     first_under: tuple[float, float, int] | None = None
     horizon_s = horizon.timestamp()
@@ -241,17 +241,17 @@ def plan(
             if threshold is not None and mean <= threshold:
                 # The mean is linear between candidates: start where it crosses the threshold.
                 crossing = _crossing(previous, (start_s, mean), threshold)
-                under = (forecast.mean_between(crossing, crossing + dur_s), crossing, zi)
+                crossing_mean = forecast.mean_between(crossing, crossing + dur_s)
                 if first_under is None or (crossing, zi) < (first_under[1], first_under[2]):
-                    first_under = under
+                    first_under = (crossing_mean, crossing, zi)
             previous = (start_s, mean)
     target, by_threshold = (first_under, True) if first_under is not None else (best, False)
     mean, start_s, zi = target
     start = datetime.fromtimestamp(start_s, UTC)
     where = f" in {zones[zi].zone}" if len(zones) > 1 else ""
-    if start_s != now_s and _saving(best_now[0], mean) < policy.min_saving_pct:
+    if start_s != now_s and _saving(best_now[0], target[0]) < policy.min_saving_pct:
         # Waiting must beat the best start-now option in any allowed zone, not only the home zone's.
-        gain = _saving(best_now[0], mean)
+        gain = _saving(best_now[0], target[0])
         mean, start_s, zi = best_now
         if zi == 0:
             return run_now(
@@ -282,6 +282,30 @@ def plan(
         ),
         **base,
     )
+
+
+def duration_quantile(durations: Sequence[timedelta], quantile: float = 0.99) -> timedelta:
+    """A high quantile of a task's run time from its history: a safety margin that learns.
+
+    Run times spread multiplicatively, so the quantile comes from a log-normal fitted to the
+    history; it is never below the longest run seen. Use ``duration_quantile(h, q) - expected`` as
+    the ``safety_margin``.
+
+    >>> duration_quantile([timedelta(minutes=m) for m in (50, 55, 60, 65, 70)], 0.999) > timedelta(minutes=70)
+    True
+    """
+    import statistics
+
+    seconds = [d.total_seconds() for d in durations]
+    if not seconds or min(seconds) <= 0:
+        raise ConfigurationError("duration_quantile needs at least one positive duration")
+    if not 0.5 <= quantile < 1:
+        raise ConfigurationError(f"quantile must be in [0.5, 1), got {quantile}")
+    if len(seconds) == 1:
+        return durations[0]
+    logs = [math.log(s) for s in seconds]
+    fitted = math.exp(statistics.fmean(logs) + statistics.NormalDist().inv_cdf(quantile) * statistics.stdev(logs))
+    return timedelta(seconds=max(fitted, max(seconds)))
 
 
 def _candidates(forecast: Forecast, now_s: float, horizon_s: float, dur_s: float) -> list[float]:

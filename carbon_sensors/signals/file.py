@@ -93,6 +93,19 @@ class FileSource:
         self.check_zone(zone)
         return self._slice(self._load(), zone, as_utc(start, "start"), as_utc(end, "end"))
 
+    def read_all(self, zone: str | None = None) -> Forecast:
+        """The whole file as one forecast (for backtests): every point, for ``zone`` or the only series."""
+        series_by_zone = self._load()
+        key = None if None in series_by_zone else (zone if zone is not None else next(iter(series_by_zone)))
+        if key not in series_by_zone:
+            raise UnknownZoneError(f"{self.path} has no rows for zone {zone!r}; it holds {', '.join(map(str, series_by_zone))}")
+        series = series_by_zone[key]
+        return Forecast(
+            zone=zone or str(key or self.path.stem), source=f"file:{self.path.name}", signal=self.signal,
+            issued_at=datetime.fromtimestamp(series.starts_s[0], UTC), starts_s=series.starts_s,
+            values=series.values, end_s=series.starts_s[-1] + series.step_s,
+        )
+
     def to_spec(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "path": str(self.path), "time_column": self.time_column,

@@ -107,6 +107,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 read_override=self._read_override,
                 on_decision=self._log_decision,
                 intensity_at_submission=self.intensity_at_submission,
+                already_waiting=True,  # a trigger exists because the task decided to wait
             )
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume

@@ -1,0 +1,542 @@
+"""Backtests on real grid traces: what would carbon-aware scheduling have saved, and did it keep deadlines?
+
+The ``carbon_sensors`` strategy drives the very code an Airflow trigger runs
+(:func:`carbon_sensors.gate.wait_for_window` -> :func:`~carbon_sensors.gate.decide` ->
+:func:`~carbon_sensors.planning.plan`) with a :class:`~carbon_sensors.testing.FrozenClock` and a
+source that serves the forecast issued at each hour. Time is exact: a job starts at whatever moment
+its gate decides (a latest start of 06:54 is 06:54), and its intensity is the time-weighted mean of
+the actual trace over its real run.
+
+Strategies:
+
+- ``now``: start at submission (the baseline every saving is measured against);
+- ``commit_once``: plan once at submission from that hour's forecast and never look again (what the
+  peer plugins do);
+- ``carbon_sensors``: wait in the gate, re-planning at every forecast refresh (hourly);
+- ``oracle``: perfect foresight, the best window within the same slack (the physical limit).
+
+Forecast model (per seed): a forecast issued at hour t for target hour T = t + h, h in [0, 72], is
+``actual[T] * (1 + sigma24 * sqrt(h / 24) * z[T])``, with ``z`` one AR(1) series over target hours
+(coefficient ``rho``, unit variance) that stays fixed across issue times, so successive forecasts
+revise consistently toward the truth; h = 0 is exact. A real forecast archive
+(``issued_at, target_time, value`` rows) can replace the model.
+
+>>> from carbon_sensors.simulate import WORKLOADS
+>>> WORKLOADS["weekly_retrain"].slack_h
+48.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError
+from carbon_sensors.forecast import MAX_PLAUSIBLE_G_PER_KWH, Forecast
+from carbon_sensors.planning import Policy, duration_quantile, plan
+
+__all__ = [
+    "STRATEGIES",
+    "WORKLOADS",
+    "ArchiveForecasts",
+    "ModelForecasts",
+    "Overrun",
+    "SimulationResult",
+    "Trace",
+    "Workload",
+    "load_trace",
+    "parse_workload",
+    "run_trace",
+    "summarize",
+]
+
+STRATEGIES = ("now", "commit_once", "carbon_sensors", "oracle")
+HOUR = 3600.0
+HORIZON_H = 72
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Jobs submitted every ``period_h`` hours (at ``offset_h`` past midnight UTC, or on ``weekday``)."""
+
+    name: str
+    period_h: float
+    duration_h: float
+    slack_h: float
+    offset_h: float = 0.0
+    weekday: int | None = None  # 0 = Monday; for weekly workloads
+
+    def __post_init__(self) -> None:
+        if not (self.period_h > 0 and self.duration_h > 0 and self.slack_h > self.duration_h):
+            raise ConfigurationError(
+                f"workload {self.name!r}: period and duration must be positive and the slack longer than the duration"
+            )
+
+    def submissions(self, start_s: float, end_s: float) -> list[float]:
+        """Submission times (epoch s) whose deadline lies inside ``[start_s, end_s]``."""
+        first_day = math.floor(start_s / 86400) * 86400
+        anchor = first_day + self.offset_h * HOUR
+        if self.weekday is not None:
+            weekday = datetime.fromtimestamp(first_day, UTC).weekday()
+            anchor += ((self.weekday - weekday) % 7) * 86400
+        t, out = anchor, []
+        while t + self.slack_h * HOUR <= end_s:
+            if t >= start_s:
+                out.append(t)
+            t += self.period_h * HOUR
+        return out
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("nightly_enrichment", period_h=24, duration_h=1, slack_h=8),
+        Workload("embedding_refresh", period_h=4, duration_h=1, slack_h=4),
+        Workload("index_rebuild", period_h=24, duration_h=2, slack_h=12, offset_h=18),
+        Workload("weekly_retrain", period_h=168, duration_h=6, slack_h=48, weekday=0),
+    )
+}
+
+
+def parse_workload(text: str) -> Workload:
+    """A custom workload: ``name:every=4h,duration=1h,slack=4h[,offset=18h][,weekday=0]``."""
+    from carbon_sensors.cli import parse_span
+
+    name, _, spec = text.partition(":")
+    fields: dict[str, str] = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        fields[key.strip()] = value.strip()
+    try:
+        hours = {k: parse_span(fields[k]).total_seconds() / HOUR for k in ("every", "duration", "slack")}
+    except KeyError as missing:
+        raise ConfigurationError(f"workload {text!r} needs {missing}; write e.g. 'etl:every=6h,duration=1h,slack=6h'") from None
+    return Workload(
+        name=name.strip() or "custom", period_h=hours["every"], duration_h=hours["duration"], slack_h=hours["slack"],
+        offset_h=parse_span(fields["offset"]).total_seconds() / HOUR if "offset" in fields else 0.0,
+        weekday=int(fields["weekday"]) if "weekday" in fields else None,
+    )
+
+
+def load_workloads(path: Path) -> list[Workload]:
+    """Custom workloads from a file, one ``name:every=...,duration=...,slack=...`` per line (# comments)."""
+    lines = [line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines()]
+    return [parse_workload(line) for line in lines if line]
+
+
+@dataclass(frozen=True, slots=True)
+class Overrun:
+    """How much longer than expected jobs really run: none, or lognormal with a given 95th percentile."""
+
+    p95: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Overrun:
+        if text in ("", "none"):
+            return cls()
+        kind, _, arg = text.partition(":")
+        if kind != "lognormal" or not arg.startswith("p95="):
+            raise ConfigurationError(f"--overrun takes 'none' or 'lognormal:p95=1.5', got {text!r}")
+        p95 = float(arg.removeprefix("p95="))
+        if p95 < 1:
+            raise ConfigurationError("the overrun p95 must be at least 1 (jobs are not faster than expected)")
+        return cls(p95)
+
+    def factors(self, rng: random.Random, n: int) -> list[float]:
+        if self.p95 is None:
+            return [1.0] * n
+        sigma = math.log(self.p95) / 1.6448536269514722  # median 1.0, P(factor <= p95) = 0.95
+        return [math.exp(rng.gauss(0.0, sigma)) for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """An actual intensity series for one zone, read from a file."""
+
+    name: str
+    zone: str
+    actual: Forecast
+
+
+def load_trace(path: str | Path, column: str | None = None, zone: str | None = None) -> Trace:
+    """Read a trace (CSV or Parquet); the zone defaults to the file name up to its first underscore."""
+    from carbon_sensors.signals.file import FileSource
+
+    path = Path(path)
+    zone = zone or path.stem.split("_")[0]
+    actual = FileSource(path, value_column=column, zone=None).read_all(zone)
+    steps = {round(b - a) for a, b in zip(actual.starts_s, actual.starts_s[1:], strict=False)}
+    if len(steps) > 1:
+        raise SourceDataError(f"{path} is not evenly spaced (steps {sorted(steps)[:5]} s); backtests need a regular trace")
+    return Trace(name=path.name, zone=zone, actual=actual)
+
+
+class ModelForecasts:
+    """The forecasts a trace's zone would have had, from the noise model (one seed)."""
+
+    def __init__(self, actual: Forecast, *, sigma24: float, rho: float, seed: int, horizon_h: int = HORIZON_H):
+        if sigma24 < 0 or not -1 < rho < 1:
+            raise ConfigurationError("sigma24 must be >= 0 and rho within (-1, 1)")
+        self.actual, self.sigma24 = actual, sigma24
+        self.step_s = actual.starts_s[1] - actual.starts_s[0]
+        self.horizon = int(horizon_h * HOUR / self.step_s)
+        rng = random.Random(seed)
+        innovation = math.sqrt(1 - rho * rho)
+        z, previous = [], rng.gauss(0.0, 1.0)
+        for _ in actual.values:
+            z.append(previous)
+            previous = rho * previous + innovation * rng.gauss(0.0, 1.0)
+        self.z = z
+        self.scale = [sigma24 * math.sqrt(h * self.step_s / HOUR / 24) for h in range(self.horizon + 1)]
+        self._cache: dict[int, Forecast] = {}
+
+    def issued_at(self, t_s: float) -> Forecast:
+        """The forecast issued at the last slot boundary at or before ``t_s``."""
+        i = int((t_s - self.actual.starts_s[0]) // self.step_s)
+        if i in self._cache:
+            return self._cache[i]
+        if not 0 <= i < len(self.actual.values):
+            raise ForecastCoverageError(f"the trace has no forecast issued at {datetime.fromtimestamp(t_s, UTC)}")
+        last = min(len(self.actual.values), i + self.horizon + 1)
+        values = self.actual.values
+        out = tuple(
+            min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, values[j] * (1 + self.scale[j - i] * self.z[j]))) for j in range(i, last)
+        )
+        starts = self.actual.starts_s[i:last]
+        # Like an API that returns forecast and actual for recent slots: the error the forecast
+        # issued one step earlier made for the current slot.
+        recent = None if i == 0 or not values[i] > 0 else self.scale[1] * self.z[i]
+        forecast = Forecast(
+            zone=self.actual.zone, source="simulated-forecast", signal=self.actual.signal,
+            issued_at=datetime.fromtimestamp(starts[0], UTC), starts_s=starts, values=out,
+            end_s=starts[-1] + self.step_s, error_24h=self.sigma24,
+            recent_error=None if recent is None else max(-0.99, recent), recent_error_lead_h=self.step_s / HOUR,
+        )
+        if len(self._cache) > 512:
+            self._cache.clear()
+        self._cache[i] = forecast
+        return forecast
+
+
+class ArchiveForecasts:
+    """Real forecasts from an archive of ``issued_at, target_time, value`` rows (gCO2eq/kWh)."""
+
+    def __init__(self, path: str | Path, zone: str, signal: str = "average"):
+        from carbon_sensors.timeutil import parse_utc
+
+        by_issue: dict[float, list[tuple[float, float]]] = {}
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"issued_at", "target_time", "value"} - set(reader.fieldnames or ())
+            if missing:
+                raise SourceDataError(
+                    f"{path} lacks column(s) {', '.join(sorted(missing))}; it needs issued_at, target_time, value"
+                )
+            for row in reader:
+                issued = parse_utc(row["issued_at"], "issued_at").timestamp()
+                by_issue.setdefault(issued, []).append((parse_utc(row["target_time"], "target_time").timestamp(),
+                                                        float(row["value"])))
+        if not by_issue:
+            raise SourceDataError(f"{path} has no rows")
+        self.zone, self.signal = zone, signal
+        self.issues = sorted(by_issue)
+        self.points = {k: sorted(v) for k, v in by_issue.items()}
+
+    def issued_at(self, t_s: float) -> Forecast:
+        from bisect import bisect_right
+
+        k = bisect_right(self.issues, t_s) - 1
+        if k < 0:
+            raise ForecastCoverageError(f"no archived forecast was issued by {datetime.fromtimestamp(t_s, UTC)}")
+        issued = self.issues[k]
+        pairs = self.points[issued]
+        step = pairs[1][0] - pairs[0][0] if len(pairs) > 1 else HOUR
+        return Forecast(
+            zone=self.zone, source="forecast-archive", signal=self.signal,  # type: ignore[arg-type]
+            issued_at=datetime.fromtimestamp(issued, UTC), starts_s=tuple(p[0] for p in pairs),
+            values=tuple(p[1] for p in pairs), end_s=pairs[-1][0] + step,
+        )
+
+
+class _SimulatedSource:
+    """A Source serving, at any moment, the forecast issued at the last hour: what a live API would."""
+
+    kind = "simulated"
+    refresh_interval = timedelta(hours=1)
+
+    def __init__(self, forecasts: dict[str, Any], signal: str):
+        self.forecasts, self.signal = forecasts, signal
+
+    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        return self.forecasts[zone].issued_at(now.timestamp())
+
+    def check_zone(self, zone: str) -> None:
+        if zone not in self.forecasts:
+            raise ConfigurationError(f"no trace for zone {zone!r}")
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+@dataclass
+class _Tally:
+    jobs: int = 0
+    intensity_sum: float = 0.0
+    misses: int = 0
+    caused: int = 0
+    delay_h_sum: float = 0.0
+    forced: int = 0
+
+    def add(self, intensity: float, delay_h: float, missed: bool, caused: bool, forced: bool) -> None:
+        self.jobs += 1
+        self.intensity_sum += intensity
+        self.delay_h_sum += delay_h
+        self.misses += missed
+        self.caused += caused
+        self.forced += forced
+
+    def merge(self, other: _Tally) -> None:
+        for name in ("jobs", "intensity_sum", "misses", "caused", "delay_h_sum", "forced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """One row of the output: a trace, a workload and a strategy, over all seeds."""
+
+    trace: str
+    zone: str
+    workload: str
+    strategy: str
+    jobs: int
+    mean_intensity: float
+    savings_vs_now: float
+    deadline_misses: int
+    caused_misses: int
+    mean_delay_h: float
+    forced_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """What one backtest run uses; shared by every (trace, seed) unit."""
+
+    workloads: tuple[Workload, ...]
+    strategies: tuple[str, ...] = STRATEGIES
+    sigma24: float = 0.10
+    rho: float = 0.9
+    seeds: int = 3
+    overrun: Overrun = field(default_factory=Overrun)
+    policy: Policy = field(default_factory=Policy)
+    history: int = 50
+    margin_quantile: float = 0.999
+    archive: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.strategies) - set(STRATEGIES)
+        if unknown:
+            raise ConfigurationError(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+        if "now" not in self.strategies:
+            object.__setattr__(self, "strategies", ("now", *self.strategies))
+
+
+def run_trace(
+    traces: Sequence[Trace], settings: SimulationSettings, seed: int
+) -> dict[tuple[str, str], _Tally]:
+    """Backtest every workload and strategy on one home trace (``traces[0]``, others are allowed zones)."""
+    if settings.archive:
+        forecasts = {traces[0].zone: ArchiveForecasts(settings.archive, traces[0].zone, traces[0].actual.signal)}
+    else:
+        forecasts = {
+            t.zone: ModelForecasts(t.actual, sigma24=settings.sigma24, rho=settings.rho, seed=seed * 1009 + i)
+            for i, t in enumerate(traces)
+        }
+    return asyncio.run(_run_trace(traces, settings, seed, forecasts))
+
+
+async def _run_trace(traces, settings, seed, forecasts) -> dict[tuple[str, str], _Tally]:
+    home = traces[0]
+    start_s = max(t.actual.starts_s[0] for t in traces)
+    end_s = min(t.actual.end_s for t in traces)
+    source = _SimulatedSource(forecasts, home.actual.signal)
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for workload in settings.workloads:
+        rng = random.Random(f"{seed}:{home.zone}:{workload.name}")
+        submissions = workload.submissions(start_s, end_s - workload.duration_h * HOUR * 4)
+        factors = settings.overrun.factors(rng, len(submissions))
+        expected = timedelta(hours=workload.duration_h)
+        history: list[float] = []
+        for submit_s, factor in zip(submissions, factors, strict=True):
+            policy = settings.policy
+            if settings.overrun.p95 is not None and policy.safety_margin is None:
+                policy = _policy_with_margin(policy, history, expected, settings.margin_quantile)
+            actual_s = workload.duration_h * HOUR * factor
+            deadline_s = submit_s + workload.slack_h * HOUR
+            now_met = submit_s + actual_s <= deadline_s
+            latest_s = deadline_s - (expected + policy.margin_for(expected)).total_seconds()
+            for strategy in settings.strategies:
+                start, zone = await _start(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy)
+                window = next(t for t in traces if t.zone == zone).actual
+                intensity = window.mean_between(start, start + actual_s)
+                missed = start + actual_s > deadline_s + 1e-6
+                tallies.setdefault((workload.name, strategy), _Tally()).add(
+                    intensity, (start - submit_s) / HOUR, missed, missed and now_met, start >= latest_s - 1e-6
+                )
+            history.append(actual_s)
+            del history[: -settings.history]
+    return tallies
+
+
+def _policy_with_margin(policy: Policy, history: list[float], expected: timedelta, quantile: float) -> Policy:
+    """The safety margin the planner would set from this task's duration history."""
+    from dataclasses import replace
+
+    if len(history) < 5:
+        return policy  # too little history: the default margin
+    high = duration_quantile([timedelta(seconds=s) for s in history], quantile)
+    return replace(policy, safety_margin=max(policy.margin_for(expected), high - expected))
+
+
+async def _start(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy) -> tuple[float, str]:
+    home = traces[0].zone
+    submit = datetime.fromtimestamp(submit_s, UTC)
+    deadline = datetime.fromtimestamp(deadline_s, UTC)
+    if strategy == "now":
+        return submit_s, home
+    if strategy == "oracle":
+        from dataclasses import replace
+
+        perfect = [t.actual for t in traces]
+        p = plan(perfect, now=submit, deadline=deadline, expected_duration=expected, policy=replace(policy, min_saving_pct=0.0))
+        return p.planned_start.timestamp(), p.zone
+    try:
+        if strategy == "commit_once":
+            issued = [forecasts[t.zone].issued_at(submit_s) for t in traces if t.zone in forecasts]
+            p = plan(issued, now=submit, deadline=deadline, expected_duration=expected, policy=policy)
+            return p.planned_start.timestamp(), p.zone
+        return await _gated_start(traces, source, submit, deadline, expected, policy)
+    except ForecastCoverageError:
+        return submit_s, home  # no forecast to plan on: start at once, as a gate falls back
+
+
+async def _gated_start(traces, source, submit, deadline, expected, policy) -> tuple[float, str]:
+    from carbon_sensors.gate import CarbonGate, wait_for_window
+    from carbon_sensors.testing import FrozenClock
+
+    gate = CarbonGate(
+        zones=tuple(t.zone for t in traces if t.zone in source.forecasts), deadline=deadline,
+        expected_duration=expected, source=source, policy=policy, on_source_error="run_now",
+        check_interval=timedelta(hours=1),
+    )
+    clock = FrozenClock(submit)
+    decision = await wait_for_window(gate, deadline=deadline, submitted_at=submit, clock=clock)
+    zone = decision.plan.zone if decision.plan is not None else gate.home_zone
+    return clock.now().timestamp(), zone
+
+
+def collect(rows: dict[tuple[str, str, str, str], _Tally]) -> list[SimulationResult]:
+    """Result rows from tallies keyed by (trace, zone, workload, strategy)."""
+    out = []
+    for (trace, zone, workload, strategy), tally in sorted(rows.items()):
+        now = rows[(trace, zone, workload, "now")]
+        mean = tally.intensity_sum / tally.jobs if tally.jobs else math.nan
+        now_mean = now.intensity_sum / now.jobs if now.jobs else math.nan
+        out.append(SimulationResult(
+            trace=trace, zone=zone, workload=workload, strategy=strategy, jobs=tally.jobs, mean_intensity=mean,
+            savings_vs_now=(now_mean - mean) / now_mean if now_mean else 0.0,
+            deadline_misses=tally.misses, caused_misses=tally.caused,
+            mean_delay_h=tally.delay_h_sum / tally.jobs if tally.jobs else 0.0,
+            forced_rate=tally.forced / tally.jobs if tally.jobs else 0.0,
+        ))
+    return out
+
+
+def summarize(results: Sequence[SimulationResult]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per workload and strategy, over all traces: saving vs now, and the share of the oracle's saving.
+
+    ``fraction_of_oracle = sum(now - strategy) / sum(now - oracle)`` over the traces' mean intensities.
+    """
+    by_key = {(r.trace, r.workload, r.strategy): r for r in results}
+    summary: dict[str, dict[str, dict[str, float | None]]] = {}
+    for workload in sorted({r.workload for r in results}):
+        traces = sorted({r.trace for r in results if r.workload == workload})
+        now_total = sum(by_key[(t, workload, "now")].mean_intensity for t in traces)
+        oracle_gain = (
+            sum(by_key[(t, workload, "now")].mean_intensity - by_key[(t, workload, "oracle")].mean_intensity for t in traces)
+            if all((t, workload, "oracle") in by_key for t in traces) else None
+        )
+        for strategy in sorted({r.strategy for r in results if r.workload == workload}, key=STRATEGIES.index):
+            gain = sum(by_key[(t, workload, "now")].mean_intensity - by_key[(t, workload, strategy)].mean_intensity
+                       for t in traces)
+            summary.setdefault(workload, {})[strategy] = {
+                "savings_vs_now": round(gain / now_total, 6) if now_total else 0.0,
+                "fraction_of_oracle": round(gain / oracle_gain, 6) if oracle_gain else None,
+            }
+    return summary
+
+
+def simulate(
+    trace_groups: Sequence[Sequence[Trace]],
+    settings: SimulationSettings,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the backtest over every trace group and seed; return ``{"results": [...], "summary": {...}}``.
+
+    Each group is a home trace followed by the other zones it may shift to (a single trace without
+    spatial shifting). Units of work (group x seed) run in parallel processes.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    units = [(group, seed) for group in trace_groups for seed in range(settings.seeds)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(units)))
+    merged: dict[tuple[str, str, str, str], _Tally] = {}
+
+    def absorb(group: Sequence[Trace], tallies: dict[tuple[str, str], _Tally]) -> None:
+        for (workload, strategy), tally in tallies.items():
+            merged.setdefault((group[0].name, group[0].zone, workload, strategy), _Tally()).merge(tally)
+
+    done = 0
+    if workers == 1:
+        for group, seed in units:
+            absorb(group, run_trace(group, settings, seed))
+            done += 1
+            if progress:
+                progress(done, len(units))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_trace, group, settings, seed): group for group, seed in units}
+            for future in as_completed(futures):
+                absorb(futures[future], future.result())
+                done += 1
+                if progress:
+                    progress(done, len(units))
+    results = collect(merged)
+    return {
+        "forecast_model": (
+            f"archive {settings.archive}" if settings.archive else
+            f"actual[T] * (1 + sigma24 * sqrt(h/24) * z[T]), h = T - t in [0, {HORIZON_H}] h, z AR(1) over target "
+            f"hours with rho = {settings.rho}, fixed across issue times; sigma24 = {settings.sigma24}; "
+            f"seeds = {settings.seeds}; forecasts refresh hourly"
+        ),
+        "settings": {
+            "sigma24": settings.sigma24, "rho": settings.rho, "seeds": settings.seeds,
+            "overrun": "none" if settings.overrun.p95 is None else f"lognormal:p95={settings.overrun.p95}",
+            "policy": settings.policy.to_dict(), "strategies": list(settings.strategies),
+            "workloads": [w.name for w in settings.workloads],
+        },
+        "results": [r.to_dict() for r in results],
+        "summary": summarize(results),
+    }
