@@ -4,6 +4,7 @@
     carbon-sensors forecast --zone DE --hours 24
     carbon-sensors plan --zone DE --deadline +8h --duration 1h
     carbon-sensors plan --zone DE --zone GB --deadline 2026-06-16T06:00+02:00 --duration 6h --json
+    carbon-sensors simulate --trace DE_2021-2023_hourly.csv --workload nightly_enrichment --json
 
 ``--at`` pretends it is another time (ISO-8601 with offset); ``--source`` takes ``embedded``
 (default) or a CSV/Parquet file. Errors print one line saying what to do and exit with status 2.
@@ -117,6 +118,114 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    from carbon_sensors.planning import Policy
+    from carbon_sensors.simulate import (
+        STRATEGIES,
+        WORKLOADS,
+        Overrun,
+        SimulationSettings,
+        load_trace,
+        load_workloads,
+        parse_workload,
+        simulate,
+    )
+
+    workloads = []
+    for name in args.workload or ["all"]:
+        if name == "all":
+            workloads.extend(WORKLOADS.values())
+        elif name in WORKLOADS:
+            workloads.append(WORKLOADS[name])
+        elif ":" in name:
+            workloads.append(parse_workload(name))
+        else:
+            raise ConfigurationError(
+                f"unknown workload {name!r}; use one of {', '.join(WORKLOADS)}, 'all', or 'name:every=4h,duration=1h,slack=4h'"
+            )
+    if args.workload_file:
+        workloads.extend(load_workloads(args.workload_file))
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    traces = [load_trace(path, args.column) for path in args.trace]
+    if args.zones_group:
+        group = [z.strip() for z in args.zones_group.split(",") if z.strip()]
+        by_zone = {t.zone: t for t in traces}
+        missing = [z for z in group if z not in by_zone]
+        if missing:
+            raise ConfigurationError(f"--zones-group names {', '.join(missing)} but no --trace for them")
+        groups = [[by_zone[home], *(by_zone[z] for z in group if z != home)] for home in group]
+    else:
+        groups = [[t] for t in traces]
+    settings = SimulationSettings(
+        workloads=tuple(workloads), strategies=strategies or STRATEGIES, sigma24=args.sigma24, rho=args.rho,
+        seeds=args.seeds, overrun=Overrun.parse(args.overrun), archive=args.forecast_archive,
+        policy=Policy(min_saving_pct=args.min_saving_pct),
+    )
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if not sys.stderr.isatty() and done not in (total,) and done % max(1, total // 10):
+            return
+        width = 30
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done) if done else 0.0
+        bar = "#" * round(width * done / total)
+        print(f"\rsimulating [{bar:<{width}}] {done}/{total} units, {elapsed:.0f}s elapsed, ~{eta:.0f}s left",
+              end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    out = simulate(groups, settings, workers=args.workers, progress=progress)
+    if args.plot:
+        _plot(out, args.plot)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(out["forecast_model"])
+    header = ("workload", "strategy", "saving", "of oracle", "misses", "caused", "delay h", "forced")
+    print("{:<20} {:<15} {:>7} {:>9} {:>6} {:>6} {:>7} {:>6}".format(*header))
+    totals: dict[tuple[str, str], list] = {}
+    for row in out["results"]:
+        totals.setdefault((row["workload"], row["strategy"]), []).append(row)
+    for (workload, strategy), rows in sorted(totals.items(), key=lambda kv: (kv[0][0], STRATEGIES.index(kv[0][1]))):
+        summary = out["summary"][workload][strategy]
+        jobs = sum(r["jobs"] for r in rows)
+        fraction = summary["fraction_of_oracle"]
+        print(
+            f"{workload:<20} {strategy:<15} {summary['savings_vs_now'] * 100:6.1f}% "
+            f"{'' if fraction is None else f'{fraction:9.3f}':>9} {sum(r['deadline_misses'] for r in rows):6d} "
+            f"{sum(r['caused_misses'] for r in rows):6d} {sum(r['mean_delay_h'] * r['jobs'] for r in rows) / jobs:7.1f} "
+            f"{sum(r['forced_rate'] * r['jobs'] for r in rows) / jobs * 100:5.1f}%"
+        )
+    return 0
+
+
+def _plot(out: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigurationError("--plot needs matplotlib; pip install 'carbon-sensors[plot]'") from None
+    summary = out["summary"]
+    workloads = list(summary)
+    strategies = [s for s in ("commit_once", "carbon_sensors", "oracle") if s in next(iter(summary.values()))]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / max(1, len(strategies))
+    for k, strategy in enumerate(strategies):
+        values = [summary[w][strategy]["savings_vs_now"] * 100 for w in workloads]
+        bars = ax.bar([i + k * width for i in range(len(workloads))], values, width, label=strategy)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks([i + width * (len(strategies) - 1) / 2 for i in range(len(workloads))], workloads, fontsize=8)
+    ax.set_ylabel("carbon saved vs starting at once (%)")
+    ax.set_title(f"Backtest: {out['settings']['sigma24']} forecast error at 24 h, {out['settings']['seeds']} seed(s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} g/kWh"
 
@@ -155,6 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--safety-margin", help="kept free before the deadline (default 10%% of duration, >= 5 min)")
     with_source(plan)
     plan.set_defaults(func=_cmd_plan)
+
+    sim = sub.add_parser("simulate", help="backtest strategies on real intensity traces")
+    sim.add_argument("--trace", required=True, action="append", help="hourly trace CSV/Parquet; repeat for more zones")
+    sim.add_argument("--column", help="the trace's intensity column (default: recognised by name)")
+    sim.add_argument("--workload", action="append",
+                     help="a preset (nightly_enrichment, embedding_refresh, index_rebuild, weekly_retrain), 'all' "
+                          "(default), or custom 'name:every=4h,duration=1h,slack=4h[,offset=18h][,weekday=0]'; repeat")
+    sim.add_argument("--workload-file", help="custom workloads, one per line")
+    sim.add_argument("--sigma24", type=float, default=0.10, help="forecast error (1 sigma, relative) at 24 h")
+    sim.add_argument("--rho", type=float, default=0.9, help="hour-to-hour correlation of forecast errors")
+    sim.add_argument("--seeds", type=int, default=3)
+    sim.add_argument("--strategies", default="now,commit_once,carbon_sensors,oracle")
+    sim.add_argument("--overrun", default="none", help="none, or lognormal:p95=1.5")
+    sim.add_argument("--zones-group", help="zones a workload may run in (spatial shifting), e.g. DE,GB")
+    sim.add_argument("--forecast-archive", help="real forecasts (issued_at,target_time,value) instead of the model")
+    sim.add_argument("--min-saving-pct", type=float, default=3.0, help="the planner's minimum saving (default 3)")
+    sim.add_argument("--workers", type=int, help="processes (default: all cores)")
+    sim.add_argument("--json", action="store_true", help="print the full JSON")
+    sim.add_argument("--plot", help="write a bar chart of the savings to this PNG")
+    sim.set_defaults(func=_cmd_simulate)
     return parser
 
 

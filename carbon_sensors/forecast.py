@@ -106,6 +106,8 @@ class Forecast:
         resolution: timedelta | None = None,
         measured_until: datetime | None = None,
         error_24h: float = 0.0,
+        recent_error: float | None = None,
+        recent_error_lead_h: float = 1.0,
     ) -> Forecast:
         """Build a forecast from ``(aware datetime, gCO2eq/kWh)`` pairs in time order.
 
@@ -136,6 +138,8 @@ class Forecast:
             end_s=starts[-1] + step,
             measured_until=measured_until,
             error_24h=error_24h,
+            recent_error=recent_error,
+            recent_error_lead_h=recent_error_lead_h,
         )
 
     @property

@@ -30,7 +30,8 @@ from carbon_sensors.errors import ConfigurationError, DeadlineError, ForecastCov
 from carbon_sensors.forecast import Forecast, Signal, common_signal
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["DEFAULT_MIN_SAVING_PCT", "LATEST_START_TOLERANCE", "Plan", "Policy", "duration_quantile", "latest_start", "plan"]
+__all__ = ["DEFAULT_MIN_SAVING_PCT", "LATEST_START_TOLERANCE", "Plan", "Policy", "duration_quantile", "latest_start", "plan",
+           "safety_margin_from_history"]
 
 #: Waiting is only worth it when it saves at least this share of the job's carbon.
 DEFAULT_MIN_SAVING_PCT = 3.0
@@ -285,11 +286,12 @@ def plan(
 
 
 def duration_quantile(durations: Sequence[timedelta], quantile: float = 0.99) -> timedelta:
-    """A high quantile of a task's run time from its history: a safety margin that learns.
+    """A bound on a task's next run time from its history: a safety margin that learns.
 
-    Run times spread multiplicatively, so the quantile comes from a log-normal fitted to the
-    history; it is never below the longest run seen. Use ``duration_quantile(h, q) - expected`` as
-    the ``safety_margin``.
+    Run times spread multiplicatively, so this is the upper ``quantile`` prediction bound of a
+    log-normal fitted to the history (Student-t, so a short history gives a wide bound); it is
+    never below the longest run seen. Use ``duration_quantile(h, q) - expected`` as the
+    ``safety_margin``.
 
     >>> duration_quantile([timedelta(minutes=m) for m in (50, 55, 60, 65, 70)], 0.999) > timedelta(minutes=70)
     True
@@ -301,11 +303,46 @@ def duration_quantile(durations: Sequence[timedelta], quantile: float = 0.99) ->
         raise ConfigurationError("duration_quantile needs at least one positive duration")
     if not 0.5 <= quantile < 1:
         raise ConfigurationError(f"quantile must be in [0.5, 1), got {quantile}")
-    if len(seconds) == 1:
-        return durations[0]
+    if len(seconds) < 3:
+        return timedelta(seconds=max(seconds))
     logs = [math.log(s) for s in seconds]
-    fitted = math.exp(statistics.fmean(logs) + statistics.NormalDist().inv_cdf(quantile) * statistics.stdev(logs))
-    return timedelta(seconds=max(fitted, max(seconds)))
+    n = len(logs)
+    spread = statistics.stdev(logs) * math.sqrt(1 + 1 / n)  # the next run, not the mean
+    bound = math.exp(statistics.fmean(logs) + _student_t(quantile, n - 1) * spread)
+    return timedelta(seconds=max(bound, max(seconds)))
+
+
+#: With fewer runs of history than this, a task's run time is barely known: keep a wide margin.
+MIN_HISTORY_RUNS = 3
+COLD_START_MARGIN_SHARE = 0.5
+
+
+def safety_margin_from_history(
+    history: Sequence[timedelta], expected_duration: timedelta, quantile: float = 0.999
+) -> timedelta:
+    """The safety margin a task's run-time history calls for.
+
+    With under ``MIN_HISTORY_RUNS`` runs, half the expected duration (a new task's run time is barely
+    known); then ``duration_quantile(history, quantile) - expected_duration``. Never below the
+    default margin.
+
+    >>> safety_margin_from_history([], timedelta(hours=2))
+    datetime.timedelta(seconds=3600)
+    """
+    floor = Policy().margin_for(expected_duration)
+    if len(history) < MIN_HISTORY_RUNS:
+        return max(floor, expected_duration * COLD_START_MARGIN_SHARE)
+    return max(floor, duration_quantile(history, quantile) - expected_duration)
+
+
+def _student_t(quantile: float, dof: int) -> float:
+    """Student's t quantile (Cornish-Fisher expansion around the normal; good for dof >= 3)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(quantile)
+    v = float(dof)
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
 
 
 def _candidates(forecast: Forecast, now_s: float, horizon_s: float, dur_s: float) -> list[float]:

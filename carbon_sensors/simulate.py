@@ -40,7 +40,7 @@ from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError
 from carbon_sensors.forecast import MAX_PLAUSIBLE_G_PER_KWH, Forecast
-from carbon_sensors.planning import Policy, duration_quantile, plan
+from carbon_sensors.planning import Policy, plan, safety_margin_from_history
 
 __all__ = [
     "STRATEGIES",
@@ -398,13 +398,11 @@ async def _run_trace(traces, settings, seed, forecasts) -> dict[tuple[str, str],
 
 
 def _policy_with_margin(policy: Policy, history: list[float], expected: timedelta, quantile: float) -> Policy:
-    """The safety margin the planner would set from this task's duration history."""
+    """The policy with the safety margin the planner sets from this task's run-time history."""
     from dataclasses import replace
 
-    if len(history) < 5:
-        return policy  # too little history: the default margin
-    high = duration_quantile([timedelta(seconds=s) for s in history], quantile)
-    return replace(policy, safety_margin=max(policy.margin_for(expected), high - expected))
+    margin = safety_margin_from_history([timedelta(seconds=s) for s in history], expected, quantile)
+    return replace(policy, safety_margin=margin)
 
 
 async def _start(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy) -> tuple[float, str]:

@@ -112,3 +112,17 @@ def test_max_delay_counts_from_submission_not_from_each_replan(tmp_path):
     decision = asyncio.run(wait_for_window(gate, deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=clock))
     assert decision.status == "go"
     assert clock.now() == T0 + timedelta(hours=2)
+
+
+def test_a_waiting_gate_does_not_start_early_when_now_comes_within_the_minimum_saving(tmp_path):
+    """Once waiting, re-plans pick the best window; the 3 % minimum does not start the gate an hour early."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 390, 385, 400, 400, 400, 400, 400])
+    gate = CarbonGate(zones="DE", deadline=After(hours=9), expected_duration=timedelta(hours=1),
+                      source={"kind": "file", "path": str(path)}, policy=Policy(min_saving_pct=3.0))
+    first = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=9), submitted_at=T0))
+    assert first.status == "wait"  # 400 -> 385 saves 3.75 %: worth starting a wait...
+    at_three = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=9),
+                                  submitted_at=T0, waiting=True))
+    assert at_three.status == "wait" and at_three.plan.planned_start == T0 + timedelta(hours=4)
+    fresh = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=9), submitted_at=T0))
+    assert fresh.status == "go"  # ...a new gate at 03:00 would not start waiting for 1.3 %

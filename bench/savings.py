@@ -1,0 +1,91 @@
+"""Backtest the planner on real grid data: 10 zones, 2021-2023, four workloads, four strategies.
+
+Run from the repository root (reads ../shared/data/carbon)::
+
+    .venv/bin/python bench/savings.py                       # sigma24 = 0.10, 3 seeds, no overrun
+    .venv/bin/python bench/savings.py --sigma24 0.2 --sigma24 0.3
+    .venv/bin/python bench/savings.py --overrun lognormal:p95=1.5
+
+It prints the JSON of ``carbon-sensors simulate`` for each setting (with the wall time) and, as the
+last line, a one-line summary checked against the targets:
+
+- ``fraction_of_oracle`` of ``carbon_sensors`` >= 0.95 for every workload (at sigma24 = 0.10);
+- ``carbon_sensors`` >= ``commit_once`` for every workload (at every sigma);
+- ``caused_misses`` = 0 without overrun, <= 0.1 % of jobs with an overrun;
+- the run of one setting finishes in under 5 minutes on 2 cores.
+
+The policy is the planner's, with ``min_saving_pct = 0`` (the oracle has no minimum either; pass
+``--min-saving-pct 3`` to measure the default policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from carbon_sensors.planning import Policy  # noqa: E402
+from carbon_sensors.simulate import WORKLOADS, Overrun, SimulationSettings, load_trace, simulate  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "carbon")
+    parser.add_argument("--sigma24", type=float, action="append")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--overrun", default="none")
+    parser.add_argument("--min-saving-pct", type=float, default=0.0)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args()
+
+    paths = sorted(args.data.glob("*_2021-2023_hourly.csv"))
+    if not paths:
+        print(f"no traces in {args.data}", file=sys.stderr)
+        return 2
+    traces = [[load_trace(p)] for p in paths]
+    overrun = Overrun.parse(args.overrun)
+    runs, checks = [], []
+    for sigma in args.sigma24 or [0.10]:
+        settings = SimulationSettings(
+            workloads=tuple(WORKLOADS.values()), sigma24=sigma, seeds=args.seeds, overrun=overrun,
+            policy=Policy(min_saving_pct=args.min_saving_pct),
+        )
+        started = time.perf_counter()
+        out = simulate(traces, settings, workers=args.workers,
+                       progress=lambda done, total, sigma=sigma: print(f"\rsigma24={sigma}: {done}/{total}", end="",
+                                                                    file=sys.stderr))
+        print(file=sys.stderr)
+        out["wall_s"] = round(time.perf_counter() - started, 1)
+        runs.append(out)
+        summary = out["summary"]
+        jobs = sum(r["jobs"] for r in out["results"] if r["strategy"] == "carbon_sensors")
+        caused = sum(r["caused_misses"] for r in out["results"] if r["strategy"] == "carbon_sensors")
+        worst = min(summary[w]["carbon_sensors"]["fraction_of_oracle"] for w in summary)
+        beats = all(summary[w]["carbon_sensors"]["savings_vs_now"] >= summary[w]["commit_once"]["savings_vs_now"]
+                    for w in summary)
+        ok = beats and (caused == 0 if overrun.p95 is None else caused <= 0.001 * jobs) and out["wall_s"] < 300
+        if sigma == 0.10:
+            ok = ok and worst >= 0.95
+        checks.append(ok)
+        out["checks"] = {"worst_fraction_of_oracle": worst, "beats_commit_once": beats, "caused_misses": caused,
+                         "jobs": jobs, "target_met": ok}
+    print(json.dumps(runs if len(runs) > 1 else runs[0], indent=1))
+    parts = []
+    for out in runs:
+        s, c = out["settings"], out["checks"]
+        fractions = ", ".join(f"{w.split('_')[0]} {out['summary'][w]['carbon_sensors']['fraction_of_oracle']:.3f}"
+                              for w in out["summary"])
+        parts.append(f"sigma24={s['sigma24']} overrun={s['overrun']}: fraction of oracle {fractions}; "
+                     f"beats commit_once {c['beats_commit_once']}; caused misses {c['caused_misses']}/{c['jobs']}; "
+                     f"{out['wall_s']} s")
+    print(f"savings: {' | '.join(parts)} -> {'PASS' if all(checks) else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
