@@ -195,22 +195,33 @@ def plan(
             expected_saving_pct=_saving(now_mean, mean), source=zone.source, reason=reason, **base, **flags,
         )
 
+    def cleanest_now() -> dict:
+        # Forced to start now, the job may still go to the cleanest allowed zone.
+        options = [(now_mean, 0)] if now_mean is not None else []
+        options += [(f.mean_between(now_s, now_s + dur_s), zi) for zi, f in enumerate(zones)
+                    if zi and f.covers(now_s, now_s + dur_s)]
+        if not options:
+            return {}
+        mean, zi = min(options, key=lambda o: (o[0] + 1e-9 * o[1]))
+        return {} if zi == 0 else {"zone": zones[zi], "mean": mean}
+
     if latest <= now:
         if now - latest > LATEST_START_TOLERANCE:
             return run_now(
                 f"Starting now, deadline at risk: the latest start {_hm(latest)} passed {_span(now - latest)} ago "
                 f"(deadline {_hm(deadline)}, expected duration {_span(expected_duration)}, "
                 f"safety margin {_span(policy.margin_for(expected_duration))}).",
-                deadline_at_risk=True,
+                deadline_at_risk=True, **cleanest_now(),
             )
         return run_now(
             f"Starting now: the latest start {_hm(latest)} has been reached; the deadline "
             f"{_hm(deadline)} wins over the forecast.",
-            latest_start_reached=True,
+            latest_start_reached=True, **cleanest_now(),
         )
     horizon = latest if policy.max_delay is None else min(latest, submitted_at + policy.max_delay)
     if horizon <= now:
-        return run_now(f"Starting now: the maximum delay of {_span(policy.max_delay)} since submission has passed.")
+        return run_now(f"Starting now: the maximum delay of {_span(policy.max_delay)} since submission has passed.",
+                       **cleanest_now())
     if now_mean is None:
         raise ForecastCoverageError(
             f"forecast for zone {home.zone!r} from {home.source!r} covers {_hm(home.start)} to {_hm(home.end)}, "

@@ -126,3 +126,19 @@ def test_a_waiting_gate_does_not_start_early_when_now_comes_within_the_minimum_s
     assert at_three.status == "wait" and at_three.plan.planned_start == T0 + timedelta(hours=4)
     fresh = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=9), submitted_at=T0))
     assert fresh.status == "go"  # ...a new gate at 03:00 would not start waiting for 1.3 %
+
+
+def test_a_forced_start_still_goes_to_the_cleanest_allowed_zone():
+    """At the latest start the job must start now, but may still start in the cleaner zone."""
+    from carbon_sensors import Forecast
+    from carbon_sensors.planning import plan
+
+    def flat(zone, value):
+        return Forecast.from_points([(T0 + timedelta(hours=h), value) for h in range(10)], zone=zone, source="t")
+
+    latest = T0 + timedelta(hours=8) - timedelta(hours=1) - timedelta(minutes=6)
+    result = plan([flat("DE", 400), flat("GB", 150)], now=latest, deadline=T0 + timedelta(hours=8),
+                  expected_duration=timedelta(hours=1))
+    assert result.latest_start_reached and result.zone == "GB" and result.intensity_planned == 150
+    alone = plan([flat("DE", 400)], now=latest, deadline=T0 + timedelta(hours=8), expected_duration=timedelta(hours=1))
+    assert alone.zone == "DE"
