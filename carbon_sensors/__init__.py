@@ -20,8 +20,10 @@ from carbon_sensors.errors import (
     GateError,
     InvalidForecastError,
     SignalMismatchError,
+    SourceAuthError,
     SourceDataError,
     SourceError,
+    SourceUnavailableError,
     UnknownZoneError,
 )
 from carbon_sensors.forecast import Forecast
@@ -52,8 +54,10 @@ __all__ = [
     "Policy",
     "SignalMismatchError",
     "Source",
+    "SourceAuthError",
     "SourceDataError",
     "SourceError",
+    "SourceUnavailableError",
     "SystemClock",
     "UnknownZoneError",
     "__version__",

@@ -9,7 +9,9 @@
     │   ├── ForecastCoverageError   the forecast does not cover the time asked about
     │   └── SignalMismatchError     average and marginal signals mixed in one decision
     ├── SourceError             a source could not deliver a forecast
-    │   └── SourceDataError     the source's data is malformed (missing columns, bad timestamps)
+    │   ├── SourceDataError     the source's data is malformed (missing columns, bad timestamps, bad JSON)
+    │   ├── SourceAuthError     the source refused the credentials (401/403)
+    │   └── SourceUnavailableError  timeouts, refused connections, 5xx or 429 after bounded retries
     └── GateError               a carbon gate reported an error instead of a decision
 """
 
@@ -24,8 +26,10 @@ __all__ = [
     "GateError",
     "InvalidForecastError",
     "SignalMismatchError",
+    "SourceAuthError",
     "SourceDataError",
     "SourceError",
+    "SourceUnavailableError",
     "UnknownZoneError",
 ]
 
@@ -68,6 +72,14 @@ class SourceError(CarbonSensorsError):
 
 class SourceDataError(SourceError):
     """A source's data is malformed."""
+
+
+class SourceAuthError(SourceError):
+    """The source refused the credentials; the message names the connection to fix."""
+
+
+class SourceUnavailableError(SourceError):
+    """The source did not answer usefully within the bounded retries."""
 
 
 class GateError(CarbonSensorsError):

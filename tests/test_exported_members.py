@@ -8,8 +8,9 @@ EXPECTED = {
     "After", "CarbonGate", "CarbonSensorsError", "Clock", "ConfigurationError", "DeadlineError", "Decision",
     "EmbeddedProfileSource", "FileSource", "Forecast", "ForecastCoverageError", "ForecastError", "GateError",
     "InvalidForecastError", "NextLocalTime", "Override", "Plan", "Policy", "SignalMismatchError", "Source",
-    "SourceDataError", "SourceError", "SystemClock", "UnknownZoneError", "__version__", "decide", "latest_start",
-    "plan", "resolve_deadline", "wait_for_window",
+    "SourceAuthError", "SourceDataError", "SourceError", "SourceUnavailableError", "SystemClock",
+    "UnknownZoneError", "__version__", "decide", "latest_start", "plan", "resolve_deadline",
+    "wait_for_window",
 }
 
 

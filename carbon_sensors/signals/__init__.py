@@ -38,8 +38,12 @@ def source_from_spec(spec: str | dict[str, Any] | Source) -> Source:
     kind = spec.get("kind")
     if kind == "embedded":
         return EmbeddedProfileSource()
+    if kind == "neso":
+        from carbon_sensors.signals.neso import NesoSource
+
+        return NesoSource.from_spec(spec)
     if kind == "file":
         if not spec.get("path"):
             raise ConfigurationError("a file source needs a path: {'kind': 'file', 'path': '/data/intensity.csv'}")
         return FileSource.from_spec(spec)
-    raise ConfigurationError(f"unknown source kind {kind!r}; use 'embedded' or 'file'")
+    raise ConfigurationError(f"unknown source kind {kind!r}; use 'embedded', 'file' or 'neso'")

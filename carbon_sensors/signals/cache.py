@@ -1,0 +1,83 @@
+"""One request per zone, not per task: a per-process forecast cache for live sources.
+
+Keyed by (source kind, base URL, zone, signal, granularity). Entries live for the source's refresh
+cadence (``ttl_s``). Concurrent waiters share one in-flight request (single flight). Size is bounded
+(least recently used entries go first). When a refresh fails, a recent good forecast is served
+instead (stale-while-error, up to ``max_stale_s``), marked ``[stale]`` in its ``source`` so records
+say which served.
+
+>>> ForecastCache(max_entries=8).max_entries
+8
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import replace
+
+from carbon_sensors.errors import ForecastError, SourceAuthError, SourceError
+from carbon_sensors.forecast import Forecast
+
+__all__ = ["DEFAULT_CACHE", "STALE_MARK", "ForecastCache"]
+
+log = logging.getLogger(__name__)
+STALE_MARK = " [stale]"
+
+
+class ForecastCache:
+    """A bounded, single-flight, stale-while-error cache of forecasts."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[float, Forecast]] = OrderedDict()
+        self._inflight: dict[Hashable, asyncio.Future] = {}
+        self.fetches = 0  # upstream requests made, for tests and benchmarks
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._inflight.clear()
+
+    async def get(
+        self, key: Hashable, fetch: Callable[[], Awaitable[Forecast]], *, ttl_s: float, max_stale_s: float
+    ) -> Forecast:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < ttl_s:
+            self._entries.move_to_end(key)
+            return entry[1]
+        running = self._inflight.get(key)
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(running)
+        future = self._inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            self.fetches += 1
+            forecast = await fetch()
+        except (SourceError, ForecastError) as exc:
+            if entry is not None and now - entry[0] < max_stale_s and not isinstance(exc, SourceAuthError):
+                log.warning("refresh failed (%s); serving the forecast from %.0f s ago", exc, now - entry[0])
+                stale = entry[1] if entry[1].source.endswith(STALE_MARK) else replace(
+                    entry[1], source=entry[1].source + STALE_MARK)
+                future.set_result(stale)
+                return stale
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        except BaseException as exc:  # cancelled: let the waiters retry rather than hang
+            future.cancel()
+            raise exc
+        finally:
+            self._inflight.pop(key, None)
+        self._entries[key] = (time.monotonic(), forecast)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        future.set_result(forecast)
+        return forecast
+
+
+#: The cache every live source in this process shares unless given its own.
+DEFAULT_CACHE = ForecastCache()
