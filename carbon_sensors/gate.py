@@ -104,6 +104,7 @@ class CarbonGate:
     policy: Policy = field(default_factory=Policy)
     on_source_error: str = "run_now"
     check_interval: timedelta = timedelta(minutes=1)
+    fallbacks: Sequence[Source | str | dict[str, Any]] = ()
 
     def __post_init__(self) -> None:
         zones = (self.zones,) if isinstance(self.zones, str) else tuple(self.zones)
@@ -113,6 +114,7 @@ class CarbonGate:
             raise ConfigurationError(f"zones lists a zone twice: {zones!r}")
         object.__setattr__(self, "zones", zones)
         object.__setattr__(self, "source", source_from_spec(self.source))
+        object.__setattr__(self, "fallbacks", tuple(source_from_spec(f) for f in self.fallbacks))
         for zone in zones:
             self.source.check_zone(zone)
         if not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0):
@@ -228,7 +230,9 @@ async def _decide(
         result = _plan(gate, forecasts, now, deadline, submitted_at)
         fallback = None
     except (SourceError, ForecastError, OSError) as exc:
-        result, fallback = await _on_source_error(gate, exc, now, deadline, submitted_at)
+        result, fallback = await _try_fallbacks(gate, exc, now, deadline, submitted_at)
+        if result is None:
+            result, fallback = await _on_source_error(gate, exc, now, deadline, submitted_at)
         if isinstance(result, Decision):
             return result
     if result.forced:
@@ -295,6 +299,24 @@ def _plan(gate: CarbonGate, forecasts: list, now: datetime, deadline: datetime, 
         forecasts, now=now, deadline=deadline, expected_duration=gate.expected_duration,
         policy=gate.policy, submitted_at=submitted_at,
     )
+
+
+async def _try_fallbacks(
+    gate: CarbonGate, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+) -> tuple[Plan | None, str | None]:
+    """The configured fallback sources, in order; the first that can plan serves."""
+    for source in gate.fallbacks:
+        try:
+            for zone in gate.zones:
+                source.check_zone(zone)
+            forecasts = await _fetch(source, gate.zones, now, deadline)
+            plan_ = _plan(gate, forecasts, now, deadline, submitted_at)
+        except (SourceError, ForecastError, OSError) as again:
+            log.warning("fallback source %s failed too (%s: %s)", source.kind, type(again).__name__, again)
+            continue
+        log.warning("carbon source failed (%s: %s); the fallback %s serves", type(exc).__name__, exc, source.kind)
+        return plan_, source.kind
+    return None, None
 
 
 async def _on_source_error(

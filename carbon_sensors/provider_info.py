@@ -30,6 +30,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Carbon Sensors", "python-modules": ["carbon_sensors.operators.carbon"]},
         ],
+        "hooks": [
+            {"integration-name": "Carbon Sensors", "python-modules": ["carbon_sensors.hooks.carbon"]},
+        ],
+        "connection-types": [
+            {"connection-type": "carbon_intensity", "hook-class-name": "carbon_sensors.hooks.carbon.CarbonIntensityHook"},
+        ],
         "task-decorators": [
             {"name": "carbon_aware", "class-name": "carbon_sensors.decorators.carbon.carbon_aware"},
         ],

@@ -50,3 +50,14 @@ def test_airflow_lists_the_provider(airflow_db):
 
     line = next((line for line in out.splitlines() if line.startswith("carbon-sensors")), "")
     assert __version__ in line, out
+
+
+@pytest.mark.integration
+def test_airflow_lists_the_connection_type(airflow_db):
+    """`airflow providers hooks` shows the carbon_intensity connection type and its hook."""
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "hooks", "-o", "plain"],
+        check=True, capture_output=True, text=True, env=os.environ.copy(),
+    ).stdout
+    line = next((line for line in out.splitlines() if "carbon_intensity" in line), "")
+    assert "carbon_sensors.hooks.carbon.CarbonIntensityHook" in line, out[-2000:]

@@ -26,6 +26,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection resolver in the worker
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import DeadlineSpec, is_template, resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
@@ -68,10 +69,18 @@ def build_gate(
     safety_margin: timedelta | None = None,
     on_source_error: str = "run_now",
     check_interval: timedelta = timedelta(minutes=1),
+    conn_id: str | None = None,
+    fallbacks: list[Source | str | dict[str, Any]] | None = None,
 ) -> CarbonGate:
-    """A :class:`CarbonGate` from the flat keyword arguments the sensor and decorator take."""
+    """A :class:`CarbonGate` from the flat keyword arguments the sensor and decorator take.
+
+    ``conn_id`` names the Airflow Connection holding the source's credentials; it goes into the
+    source's spec (never the key itself).
+    """
     if (zone is None) == (zones is None):
         raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
+    if conn_id is not None:
+        source = _with_conn_id(source, conn_id)
     gate = CarbonGate(
         zones=zone if zone is not None else tuple(zones or ()),
         deadline=deadline,
@@ -80,9 +89,20 @@ def build_gate(
         policy=Policy(max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin),
         on_source_error=on_source_error,
         check_interval=check_interval,
+        fallbacks=tuple(fallbacks or ()),
     )
     gate.check_not_past(default_clock().now())
     return gate
+
+
+def _with_conn_id(source: Any, conn_id: str) -> dict[str, Any]:
+    from carbon_sensors.signals import source_from_spec
+
+    spec = {"kind": source} if isinstance(source, str) else dict(source) if isinstance(source, dict) else source.to_spec()
+    spec["conn_id"] = conn_id
+    if source_from_spec(spec).to_spec().get("conn_id") != conn_id:
+        raise ConfigurationError(f"the {spec.get('kind')!r} source takes no connection; remove conn_id={conn_id!r}")
+    return spec
 
 
 GATE_KWARGS = frozenset(build_gate.__kwdefaults__) | {"deadline", "expected_duration"}
@@ -219,6 +239,7 @@ class GateRun:
             run_id=getattr(ti, "run_id", None),
             map_index=getattr(ti, "map_index", -1) if isinstance(getattr(ti, "map_index", -1), int) else -1,
             intensity_at_submission=first.intensity_at_submission,
+            fallbacks=[f.to_spec() for f in self.gate.fallbacks],
         )
 
 

@@ -45,7 +45,9 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param threshold: start at once when the window's mean intensity is at or below this (gCO2eq/kWh).
     :param min_saving_pct: only wait for savings of at least this percentage (default 3).
     :param safety_margin: kept free before the deadline (default 10 % of the duration, at least 5 min).
-    :param on_source_error: ``"run_now"`` (default), ``"embedded"`` or ``"fail"``.
+    :param on_source_error: after the fallbacks: ``"run_now"`` (default), ``"embedded"`` or ``"fail"``.
+    :param conn_id: the Airflow Connection (type ``carbon_intensity``) with the source's credentials.
+    :param fallbacks: sources tried in order when ``source`` fails, e.g. ``[{"kind": "neso"}, "embedded"]``.
     :param check_interval: how often a waiting gate re-checks the time and the force-start Variable.
     :param deferrable: wait in the triggerer (default True) rather than in a worker slot.
     """
@@ -67,6 +69,8 @@ class CarbonAwareSensor(BaseSensorOperator):
         safety_margin: timedelta | None = None,
         on_source_error: str = "run_now",
         check_interval: timedelta = timedelta(minutes=1),
+        conn_id: str | None = None,
+        fallbacks: list[Source | str | dict[str, Any]] | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -76,7 +80,7 @@ class CarbonAwareSensor(BaseSensorOperator):
         self.gate = build_gate(
             zone=zone, zones=zones, deadline=deadline, expected_duration=expected_duration, source=source,
             max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin,
-            on_source_error=on_source_error, check_interval=check_interval,
+            on_source_error=on_source_error, check_interval=check_interval, conn_id=conn_id, fallbacks=fallbacks,
         )
 
     def _run(self, context: Any) -> GateRun:

@@ -42,6 +42,10 @@ def source_from_spec(spec: str | dict[str, Any] | Source) -> Source:
         from carbon_sensors.signals.neso import NesoSource
 
         return NesoSource.from_spec(spec)
+    if kind == "carbon_aware_sdk":
+        from carbon_sensors.signals.carbon_aware_sdk import CarbonAwareSdkSource
+
+        return CarbonAwareSdkSource.from_spec(spec)
     if kind == "file":
         if not spec.get("path"):
             raise ConfigurationError("a file source needs a path: {'kind': 'file', 'path': '/data/intensity.csv'}")

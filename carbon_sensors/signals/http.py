@@ -37,6 +37,17 @@ class HttpSettings:
     backoff_s: float = 0.5
     max_retry_after_s: float = 60.0
 
+    def to_spec(self) -> dict[str, float]:
+        """JSON-able form, for a source's spec."""
+        return {"connect_timeout_s": self.connect_timeout_s, "read_timeout_s": self.read_timeout_s,
+                "max_retries": self.max_retries, "backoff_s": self.backoff_s, "max_retry_after_s": self.max_retry_after_s}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> HttpSettings:
+        """Settings from a source spec; missing keys take the defaults."""
+        defaults = cls()
+        return cls(**{k: type(getattr(defaults, k))(spec[k]) for k in defaults.to_spec() if spec.get(k) is not None})
+
     def __post_init__(self) -> None:
         if min(self.connect_timeout_s, self.read_timeout_s) <= 0 or self.max_retries < 0 or self.backoff_s < 0:
             raise ConfigurationError("timeouts must be positive, retries and backoff zero or more")

@@ -97,14 +97,12 @@ class NesoSource:
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "region_id": self.region_id, "postcode": self.postcode, "base_url": self.base_url,
-                "connect_timeout_s": self.settings.connect_timeout_s, "read_timeout_s": self.settings.read_timeout_s}
+                **self.settings.to_spec()}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> NesoSource:
-        settings = HttpSettings(connect_timeout_s=float(spec.get("connect_timeout_s", 5.0)),
-                                read_timeout_s=float(spec.get("read_timeout_s", 20.0)))
         return cls(region_id=spec.get("region_id"), postcode=spec.get("postcode"),
-                   base_url=spec.get("base_url") or NESO_BASE_URL, settings=settings)
+                   base_url=spec.get("base_url") or NESO_BASE_URL, settings=HttpSettings.from_spec(spec))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NesoSource) and self.to_spec() == other.to_spec()

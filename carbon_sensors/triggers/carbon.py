@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection resolver in the triggerer
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
 from carbon_sensors.planning import Policy
@@ -54,6 +55,7 @@ class CarbonWindowTrigger(BaseTrigger):
         run_id: str | None = None,
         map_index: int = -1,
         intensity_at_submission: float | None = None,
+        fallbacks: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.zones = list(zones)
@@ -66,6 +68,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.check_interval_s = float(check_interval_s)
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.intensity_at_submission = intensity_at_submission
+        self.fallbacks = [dict(f) for f in fallbacks or ()]
         self.gate = CarbonGate(
             zones=tuple(self.zones),
             deadline=self.deadline,
@@ -74,6 +77,7 @@ class CarbonWindowTrigger(BaseTrigger):
             policy=Policy.from_dict(self.policy),
             on_source_error=on_source_error,
             check_interval=timedelta(seconds=self.check_interval_s),
+            fallbacks=self.fallbacks,
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -93,6 +97,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 "run_id": self.run_id,
                 "map_index": self.map_index,
                 "intensity_at_submission": self.intensity_at_submission,
+                "fallbacks": [dict(f) for f in self.fallbacks],
             },
         )
 

@@ -1,0 +1,5 @@
+"""Airflow hooks."""
+
+from carbon_sensors.hooks.carbon import CarbonIntensityHook
+
+__all__ = ["CarbonIntensityHook"]

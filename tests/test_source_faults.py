@@ -1,0 +1,105 @@
+"""The fault matrix at the gate: a waiting trigger whose live source misbehaves never crashes, never
+starts after its latest start, and says which fallback served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from faulty_server import faulty_server, hang, send_json
+
+from carbon_sensors import After, ConfigurationError
+from carbon_sensors.signals.cache import DEFAULT_CACHE
+from carbon_sensors.testing import FrozenClock
+from carbon_sensors.triggers.carbon import CarbonWindowTrigger
+
+NOW = datetime(2023, 3, 15, 1, 10, tzinfo=UTC)
+NATIONAL = json.loads((Path(__file__).parent / "fixtures" / "neso_national_fw48h.json").read_text())
+FAULTS = {
+    "hang": hang(1.0),
+    "500 always": lambda n, h: send_json(h, {"error": "down"}, 500),
+    "429 for an hour": lambda n, h: send_json(h, {}, 429, {"Retry-After": "3600"}),
+    "401": lambda n, h: send_json(h, {"error": "unauthorised"}, 401),
+    "truncated": lambda n, h: send_json(h, b'{"data": [{"from": "2023-03-15T01:00Z"'),
+    "empty": lambda n, h: send_json(h, {"data": []}),
+    "negative": lambda n, h: send_json(h, {"data": [{"from": "2023-03-15T01:00Z", "intensity": {"forecast": -40}}]}),
+    "wrong unit (lbs/MWh)": lambda n, h: send_json(h, {"data": [{"from": "2023-03-15T01:00Z",
+                                                                  "intensity": {"forecast": 4100}}]}),
+    "stale": lambda n, h: send_json(h, {"data": [{"from": "2023-03-01T01:00Z", "intensity": {"forecast": 150}}]}),
+    "ends before the deadline": lambda n, h: send_json(h, {"data": NATIONAL["data"][:2]}),
+}
+
+
+def trigger(url, *, on_source_error="run_now", fallbacks=None, hours=3):
+    return CarbonWindowTrigger(
+        zones=["GB"], deadline=NOW + timedelta(hours=hours), expected_duration_s=3600, submitted_at=NOW,
+        source={"kind": "neso", "base_url": url, "read_timeout_s": 0.2, "connect_timeout_s": 0.5,
+                "max_retries": 1, "backoff_s": 0.01},
+        on_source_error=on_source_error, fallbacks=fallbacks,
+    )
+
+
+def run(trig):
+    trig.clock = FrozenClock(NOW)
+
+    async def first():
+        return [e.payload async for e in trig.run()]
+
+    events = asyncio.run(first())
+    assert len(events) == 1
+    return events[0], trig.clock.now()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    DEFAULT_CACHE.clear()
+    yield
+    DEFAULT_CACHE.clear()
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("policy", ["run_now", "embedded"])
+def test_every_fault_ends_in_a_start_by_the_latest_start(fault, policy):
+    """Whatever the source does, the trigger yields one start decision no later than its latest start."""
+    with faulty_server(FAULTS[fault]) as server:
+        event, decided = run(trigger(server["url"], on_source_error=policy))
+    latest = NOW + timedelta(hours=3) - timedelta(hours=1) - timedelta(minutes=6)
+    assert event["status"] in ("go", "forced"), event
+    assert decided <= latest
+    if fault == "ends before the deadline":
+        assert event["source"] == "neso"  # a short forecast is planned within what it covers
+    elif policy == "run_now":
+        assert event["forced_reason"] == "source_error" and decided == NOW
+    else:
+        assert event["fallback"] == "embedded-profile" and event["source"] == "embedded-profile"
+
+
+def test_fail_policy_reports_the_fault_as_an_error_event():
+    """With on_source_error='fail' the fault comes back as an error event the task raises."""
+    with faulty_server(FAULTS["401"]) as server:
+        event, _ = run(trigger(server["url"], on_source_error="fail"))
+    assert event["status"] == "error" and "HTTP 401" in event["reason"]
+
+
+def test_fallback_chain_is_tried_in_order(tmp_path):
+    """When the primary fails, the fallbacks are tried in order and the record names the one that served."""
+    from conftest import write_forecast_csv
+
+    path = write_forecast_csv(tmp_path / "gb.csv", datetime(2023, 3, 15, 0, 0, tzinfo=UTC), [300, 300, 250, 100, 300, 300])
+    with faulty_server(FAULTS["500 always"]) as down, faulty_server(FAULTS["401"]) as refused:
+        chain = [{"kind": "neso", "base_url": refused["url"]}, {"kind": "file", "path": str(path)}]
+        event, decided = run(trigger(down["url"], fallbacks=chain))
+    assert event["fallback"] == "file" and event["source"] == "file:gb.csv"
+    assert event["status"] == "go" and decided == datetime(2023, 3, 15, 3, 0, tzinfo=UTC)
+
+
+def test_conn_id_travels_in_the_spec_and_only_where_a_source_takes_credentials():
+    """conn_id goes into a keyed source's spec; sources without credentials refuse it."""
+    from carbon_sensors.operators.carbon import build_gate
+
+    with pytest.raises(ConfigurationError, match="takes no connection"):
+        build_gate(zone="GB", deadline=After(hours=4), expected_duration=timedelta(hours=1), source="neso",
+                   conn_id="my_conn")
