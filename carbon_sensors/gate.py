@@ -160,6 +160,7 @@ class Decision:
     fallback: str | None = None
     next_check: datetime | None = None
     intensity_at_submission: float | None = None
+    signal_at_submission: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         p = self.plan
@@ -195,6 +196,7 @@ async def decide(
     intensity_at_submission: float | None = None,
     waiting: bool = False,
     memory: ForecastMemory | None = None,
+    signal_at_submission: str | None = None,
 ) -> Decision:
     """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``.
 
@@ -207,10 +209,12 @@ async def decide(
     if waiting and gate.policy.min_saving_pct:
         gate = replace(gate, policy=replace(gate.policy, min_saving_pct=0.0))
     decision = await _decide(gate, now, deadline, submitted_at, override, memory)
-    counterfactual = intensity_at_submission
+    counterfactual, signal = intensity_at_submission, signal_at_submission
     if counterfactual is None and decision.plan is not None:
-        counterfactual = decision.plan.intensity_now
-    return replace(decision, intensity_at_submission=counterfactual)
+        counterfactual, signal = decision.plan.intensity_now, decision.plan.signal
+    if decision.plan is not None and signal is not None and signal != decision.plan.signal:
+        counterfactual = None  # average and marginal are never compared (a fallback changed the signal)
+    return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal)
 
 
 async def _decide(
@@ -257,6 +261,7 @@ async def wait_for_window(
     on_decision: Callable[[Decision], None] | None = None,
     intensity_at_submission: float | None = None,
     already_waiting: bool = False,
+    signal_at_submission: str | None = None,
 ) -> Decision:
     """Decide, sleep until the next decision point, re-plan; return the first decision to start.
 
@@ -274,8 +279,11 @@ async def wait_for_window(
         decision = await decide(
             gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override(),
             intensity_at_submission=intensity_at_submission, waiting=waiting, memory=memory,
+            signal_at_submission=signal_at_submission,
         )
-        intensity_at_submission = decision.intensity_at_submission
+        if intensity_at_submission is None:
+            intensity_at_submission = decision.intensity_at_submission
+            signal_at_submission = decision.signal_at_submission
         waiting = waiting or decision.status == "wait"
         if on_decision is not None:
             on_decision(decision)

@@ -142,3 +142,20 @@ def test_a_forced_start_still_goes_to_the_cleanest_allowed_zone():
     assert result.latest_start_reached and result.zone == "GB" and result.intensity_planned == 150
     alone = plan([flat("DE", 400)], now=latest, deadline=T0 + timedelta(hours=8), expected_duration=timedelta(hours=1))
     assert alone.zone == "DE"
+
+
+def test_a_fallback_with_another_signal_never_mixes_into_the_saving(tmp_path):
+    """If a marginal primary fails and an average fallback serves, no saving compares the two."""
+    marginal = write_forecast_csv(tmp_path / "m.csv", T0, [400, 400, 100, 400, 400, 400, 400, 400, 400])
+    average = write_forecast_csv(tmp_path / "a.csv", T0, [300, 300, 300, 300, 300, 300, 300, 300, 300])
+    gate = CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source={"kind": "file", "path": str(marginal), "signal": "marginal"},
+                      fallbacks=[{"kind": "file", "path": str(average)}])
+    first = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert first.intensity_at_submission == 400.0 and first.signal_at_submission == "marginal"
+    marginal.unlink()  # the primary fails from now on
+    later = asyncio.run(decide(gate, now=T0 + timedelta(hours=2), deadline=T0 + timedelta(hours=8), submitted_at=T0,
+                               intensity_at_submission=400.0, signal_at_submission="marginal"))
+    event = later.to_event()
+    assert event["signal"] == "average" and event["fallback"] == "file"
+    assert event["intensity_at_submission"] is None and event["saving_pct"] is None

@@ -240,6 +240,7 @@ class GateRun:
             map_index=getattr(ti, "map_index", -1) if isinstance(getattr(ti, "map_index", -1), int) else -1,
             intensity_at_submission=first.intensity_at_submission,
             fallbacks=[f.to_spec() for f in self.gate.fallbacks],
+            signal_at_submission=first.signal_at_submission,
         )
 
 

@@ -56,6 +56,7 @@ class CarbonWindowTrigger(BaseTrigger):
         map_index: int = -1,
         intensity_at_submission: float | None = None,
         fallbacks: list[dict[str, Any]] | None = None,
+        signal_at_submission: str | None = None,
     ) -> None:
         super().__init__()
         self.zones = list(zones)
@@ -69,6 +70,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.intensity_at_submission = intensity_at_submission
         self.fallbacks = [dict(f) for f in fallbacks or ()]
+        self.signal_at_submission = signal_at_submission
         self.gate = CarbonGate(
             zones=tuple(self.zones),
             deadline=self.deadline,
@@ -98,6 +100,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 "map_index": self.map_index,
                 "intensity_at_submission": self.intensity_at_submission,
                 "fallbacks": [dict(f) for f in self.fallbacks],
+                "signal_at_submission": self.signal_at_submission,
             },
         )
 
@@ -112,6 +115,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 read_override=self._read_override,
                 on_decision=self._log_decision,
                 intensity_at_submission=self.intensity_at_submission,
+                signal_at_submission=self.signal_at_submission,
                 already_waiting=True,  # a trigger exists because the task decided to wait
             )
             event = decision.to_event()
