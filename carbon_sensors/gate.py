@@ -194,19 +194,21 @@ async def decide(
     submitted_at: datetime,
     override: Override | None = None,
     intensity_at_submission: float | None = None,
-    waiting: bool = False,
+    waiting_until: datetime | None = None,
     memory: ForecastMemory | None = None,
     signal_at_submission: str | None = None,
 ) -> Decision:
     """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``.
 
     ``intensity_at_submission``: the counterfactual from the gate's first decision, when this is a later one.
-    ``waiting``: the gate already decided to wait. ``min_saving_pct`` decides whether waiting is worth
-    starting at all; once waiting, re-plans just pick the best window, or a gate nearing its window
-    would start early every time "now" came within the minimum saving of it.
+    ``waiting_until``: the start this gate is already waiting for. ``min_saving_pct`` decides whether
+    waiting is worth it; before the planned start, re-plans just pick the best window (or a gate
+    nearing its window would start early each time "now" came within the minimum saving of it), and
+    once the window has come, postponing it again needs the minimum saving (or a gate waking a
+    moment late would chase the same window a day later).
     ``memory``: the forecasts seen earlier in this wait, to correct new ones by their current error.
     """
-    if waiting and gate.policy.min_saving_pct:
+    if waiting_until is not None and as_utc(now) < waiting_until and gate.policy.min_saving_pct:
         gate = replace(gate, policy=replace(gate.policy, min_saving_pct=0.0))
     decision = await _decide(gate, now, deadline, submitted_at, override, memory)
     counterfactual, signal = intensity_at_submission, signal_at_submission
@@ -260,16 +262,15 @@ async def wait_for_window(
     read_override: Callable[[], Awaitable[Override | None]] | None = None,
     on_decision: Callable[[Decision], None] | None = None,
     intensity_at_submission: float | None = None,
-    already_waiting: bool = False,
+    waiting_until: datetime | None = None,
     signal_at_submission: str | None = None,
 ) -> Decision:
     """Decide, sleep until the next decision point, re-plan; return the first decision to start.
 
     Sleeps in steps of at most ``gate.check_interval``, re-reading the clock and the override each
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
-    ``already_waiting``: the first decision (e.g. the sensor's, in the worker) was already to wait.
+    ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
     """
-    waiting = already_waiting
     memory = ForecastMemory()
 
     async def current_override() -> Override | None:
@@ -278,13 +279,14 @@ async def wait_for_window(
     while True:
         decision = await decide(
             gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override(),
-            intensity_at_submission=intensity_at_submission, waiting=waiting, memory=memory,
+            intensity_at_submission=intensity_at_submission, waiting_until=waiting_until, memory=memory,
             signal_at_submission=signal_at_submission,
         )
         if intensity_at_submission is None:
             intensity_at_submission = decision.intensity_at_submission
             signal_at_submission = decision.signal_at_submission
-        waiting = waiting or decision.status == "wait"
+        if decision.status == "wait" and decision.plan is not None:
+            waiting_until = decision.plan.planned_start
         if on_decision is not None:
             on_decision(decision)
         _notify(decision)

@@ -122,7 +122,7 @@ def test_a_waiting_gate_does_not_start_early_when_now_comes_within_the_minimum_s
     first = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=9), submitted_at=T0))
     assert first.status == "wait"  # 400 -> 385 saves 3.75 %: worth starting a wait...
     at_three = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=9),
-                                  submitted_at=T0, waiting=True))
+                                  submitted_at=T0, waiting_until=first.plan.planned_start))
     assert at_three.status == "wait" and at_three.plan.planned_start == T0 + timedelta(hours=4)
     fresh = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=9), submitted_at=T0))
     assert fresh.status == "go"  # ...a new gate at 03:00 would not start waiting for 1.3 %
@@ -159,3 +159,20 @@ def test_a_fallback_with_another_signal_never_mixes_into_the_saving(tmp_path):
     event = later.to_event()
     assert event["signal"] == "average" and event["fallback"] == "file"
     assert event["intensity_at_submission"] is None and event["saving_pct"] is None
+
+
+def test_a_gate_whose_window_has_come_does_not_chase_the_same_window_a_day_later():
+    """Waking a moment after its planned start, a gate on a repeating profile goes, not waits 24 h more."""
+    from carbon_sensors.gate import wait_for_window
+
+    start = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)
+    gate = CarbonGate(zones=["DE", "GB"], deadline=After(hours=48), expected_duration=timedelta(hours=6))
+
+    class LateWaker(FrozenClock):
+        async def sleep(self, seconds):
+            await super().sleep(seconds + 0.05)  # every wake-up is 50 ms late, as real timers are
+
+    clock = LateWaker(start)
+    decision = asyncio.run(wait_for_window(gate, deadline=start + timedelta(hours=48), submitted_at=start, clock=clock))
+    assert decision.status == "go" and decision.zone == "GB"
+    assert clock.now() < start + timedelta(hours=10, minutes=1)

@@ -241,6 +241,7 @@ class GateRun:
             intensity_at_submission=first.intensity_at_submission,
             fallbacks=[f.to_spec() for f in self.gate.fallbacks],
             signal_at_submission=first.signal_at_submission,
+            waiting_until=first.plan.planned_start if first.plan is not None else None,
         )
 
 

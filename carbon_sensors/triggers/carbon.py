@@ -57,6 +57,7 @@ class CarbonWindowTrigger(BaseTrigger):
         intensity_at_submission: float | None = None,
         fallbacks: list[dict[str, Any]] | None = None,
         signal_at_submission: str | None = None,
+        waiting_until: str | datetime | None = None,
     ) -> None:
         super().__init__()
         self.zones = list(zones)
@@ -71,6 +72,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.intensity_at_submission = intensity_at_submission
         self.fallbacks = [dict(f) for f in fallbacks or ()]
         self.signal_at_submission = signal_at_submission
+        self.waiting_until = None if waiting_until is None else parse_utc(waiting_until, "waiting_until")
         self.gate = CarbonGate(
             zones=tuple(self.zones),
             deadline=self.deadline,
@@ -101,6 +103,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 "intensity_at_submission": self.intensity_at_submission,
                 "fallbacks": [dict(f) for f in self.fallbacks],
                 "signal_at_submission": self.signal_at_submission,
+                "waiting_until": to_iso(self.waiting_until),
             },
         )
 
@@ -116,7 +119,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 on_decision=self._log_decision,
                 intensity_at_submission=self.intensity_at_submission,
                 signal_at_submission=self.signal_at_submission,
-                already_waiting=True,  # a trigger exists because the task decided to wait
+                waiting_until=self.waiting_until,
             )
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume

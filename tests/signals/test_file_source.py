@@ -460,7 +460,7 @@ def test_source_from_spec_other_forms_and_errors(tmp_path):
     assert source_from_spec(same) is same
     with pytest.raises(ConfigurationError, match="a file source needs a path"):
         source_from_spec({"kind": "file"})
-    with pytest.raises(ConfigurationError, match="unknown source kind 'watttime'"):
-        source_from_spec("watttime")
+    with pytest.raises(ConfigurationError, match="unknown source kind 'crystal-ball'"):
+        source_from_spec("crystal-ball")
     with pytest.raises(ConfigurationError, match="got int"):
         source_from_spec(3)  # type: ignore[arg-type]
