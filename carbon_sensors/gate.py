@@ -87,7 +87,7 @@ def kill_switch_from_env() -> Override | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CarbonGate:
     """Everything a gate needs to decide: where, by when, for how long, from which signal.
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceDataError, UnknownZoneError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.signals._common import relabel
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.timeutil import as_utc
@@ -93,7 +94,7 @@ class NesoSource:
 
         forecast = await self.cache.get(key, download, ttl_s=self.refresh_interval.total_seconds(),
                                         max_stale_s=self.max_stale.total_seconds())
-        return forecast if forecast.zone == zone else _relabel(forecast, zone)
+        return relabel(forecast, zone)
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "region_id": self.region_id, "postcode": self.postcode, "base_url": self.base_url,
@@ -113,12 +114,6 @@ class NesoSource:
     def __repr__(self) -> str:
         where = f"region_id={self.region_id}" if self.region_id else f"postcode={self.postcode!r}" if self.postcode else ""
         return f"NesoSource({where})"
-
-
-def _relabel(forecast: Forecast, zone: str) -> Forecast:
-    from dataclasses import replace
-
-    return replace(forecast, zone=zone)
 
 
 def parse_neso(payload: Any, *, zone: str, requested: datetime, now: datetime) -> Forecast:

@@ -29,6 +29,7 @@ from carbon_sensors.timeutil import parse_utc, to_iso
 __all__ = ["CLASSPATH", "CarbonWindowTrigger"]
 
 CLASSPATH = "carbon_sensors.triggers.carbon.CarbonWindowTrigger"
+_DEFAULT_POLICY = Policy()
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -60,48 +61,51 @@ class CarbonWindowTrigger(BaseTrigger):
         waiting_until: str | datetime | None = None,
     ) -> None:
         super().__init__()
-        self.zones = list(zones)
-        self.deadline = parse_utc(deadline, "deadline")
-        self.expected_duration_s = float(expected_duration_s)
+        # Only the gate and this task's own facts are kept (no copies of the kwargs): a triggerer
+        # holds thousands of these, and serialize() rebuilds the kwargs from them.
+        self.gate = CarbonGate(
+            zones=tuple(zones),
+            deadline=parse_utc(deadline, "deadline"),
+            expected_duration=timedelta(seconds=float(expected_duration_s)),
+            source=source or {"kind": "embedded"},
+            policy=Policy.from_dict(policy) if policy else _DEFAULT_POLICY,
+            on_source_error=on_source_error,
+            check_interval=timedelta(seconds=float(check_interval_s)),
+            fallbacks=tuple(fallbacks or ()),
+        )
         self.submitted_at = parse_utc(submitted_at, "submitted_at")
-        self.source = dict(source or {"kind": "embedded"})
-        self.policy = dict(policy or Policy().to_dict())
-        self.on_source_error = on_source_error
-        self.check_interval_s = float(check_interval_s)
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.intensity_at_submission = intensity_at_submission
-        self.fallbacks = [dict(f) for f in fallbacks or ()]
         self.signal_at_submission = signal_at_submission
         self.waiting_until = None if waiting_until is None else parse_utc(waiting_until, "waiting_until")
-        self.gate = CarbonGate(
-            zones=tuple(self.zones),
-            deadline=self.deadline,
-            expected_duration=timedelta(seconds=self.expected_duration_s),
-            source=self.source,
-            policy=Policy.from_dict(self.policy),
-            on_source_error=on_source_error,
-            check_interval=timedelta(seconds=self.check_interval_s),
-            fallbacks=self.fallbacks,
-        )
+
+    @property
+    def deadline(self) -> datetime:
+        return self.gate.deadline  # type: ignore[return-value]
+
+    @property
+    def zones(self) -> list[str]:
+        return list(self.gate.zones)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        gate = self.gate
         return (
             CLASSPATH,
             {
-                "zones": list(self.zones),
+                "zones": list(gate.zones),
                 "deadline": to_iso(self.deadline),
-                "expected_duration_s": self.expected_duration_s,
+                "expected_duration_s": gate.expected_duration.total_seconds(),
                 "submitted_at": to_iso(self.submitted_at),
-                "source": dict(self.source),
-                "policy": dict(self.policy),
-                "on_source_error": self.on_source_error,
-                "check_interval_s": self.check_interval_s,
+                "source": gate.source.to_spec(),
+                "policy": gate.policy.to_dict(),
+                "on_source_error": gate.on_source_error,
+                "check_interval_s": gate.check_interval.total_seconds(),
                 "dag_id": self.dag_id,
                 "task_id": self.task_id,
                 "run_id": self.run_id,
                 "map_index": self.map_index,
                 "intensity_at_submission": self.intensity_at_submission,
-                "fallbacks": [dict(f) for f in self.fallbacks],
+                "fallbacks": [f.to_spec() for f in gate.fallbacks],
                 "signal_at_submission": self.signal_at_submission,
                 "waiting_until": to_iso(self.waiting_until),
             },
@@ -124,7 +128,7 @@ class CarbonWindowTrigger(BaseTrigger):
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume
             self.log.exception("carbon gate failed while waiting")
-            event = Decision("error", f"{type(exc).__name__}: {exc}", clock.now(), self.zones[0]).to_event()
+            event = Decision("error", f"{type(exc).__name__}: {exc}", clock.now(), self.gate.home_zone).to_event()
         yield TriggerEvent(event)
 
     def _log_decision(self, decision: Decision) -> None:

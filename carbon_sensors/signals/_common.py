@@ -1,0 +1,54 @@
+"""Small checks and conversions the live sources share (private)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from carbon_sensors.errors import ConfigurationError, SourceDataError, SourceError
+from carbon_sensors.forecast import Forecast
+from carbon_sensors.timeutil import as_utc
+
+
+def coordinate(value: Any, name: str, limit: float) -> float:
+    """A latitude or longitude, as a finite number within +/- ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or abs(value) > limit:
+        raise ConfigurationError(f"{name} must be a number from -{limit:g} to {limit:g}, got {value!r}")
+    return float(value)
+
+
+def number_text(value: float | None) -> str:
+    """A coordinate as query text: digits, a dot and a sign only."""
+    return repr(float(value))
+
+
+def check_base_url(url: Any) -> str:
+    """An http(s) base URL without query or fragment, so nothing can be smuggled into requests."""
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or any(c in url for c in "?# \t\r\n"):
+        raise ConfigurationError(f"base_url must be an http(s) URL without query or fragment, got {url!r}")
+    return url.rstrip("/")
+
+
+def scrubbed(exc: SourceError, secrets: tuple[str | None, ...]) -> SourceError:
+    """``exc`` with any secret (e.g. echoed back by a server in an error body) replaced by ``***``."""
+    text = str(exc)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return exc if text == str(exc) else type(exc)(text)
+
+
+def relabel(forecast: Forecast, zone: str) -> Forecast:
+    """The same forecast under the caller's zone label."""
+    return forecast if forecast.zone == zone else replace(forecast, zone=zone)
+
+
+def parse_time(value: Any, what: str, where: str) -> datetime:
+    """An ISO-8601 timestamp from a response (naive means UTC), or SourceDataError."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise SourceDataError(f"{where}: {what} has a bad timestamp {str(value)[:40]!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else as_utc(moment)
