@@ -6,6 +6,7 @@ process with :func:`carbon_sensors.testing.use_clock`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -17,7 +18,7 @@ class Clock(Protocol):
 
     def now(self) -> datetime: ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> Awaitable[None]: ...
 
 
 class SystemClock:
@@ -30,10 +31,12 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    async def sleep(self, seconds: float) -> None:
-        import asyncio  # here, not at module level: DAG files import the core on every parse
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        # Returns asyncio.sleep's own coroutine (no wrapper frame: a triggerer sleeps thousands of
+        # these); asyncio is imported here, not at module level, as DAG files import the core.
+        import asyncio
 
-        await asyncio.sleep(max(0.0, seconds))
+        return asyncio.sleep(max(0.0, seconds))
 
 
 _default: Clock = SystemClock()

@@ -271,14 +271,12 @@ async def wait_for_window(
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
     ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
     """
-    memory = ForecastMemory()
-
-    async def current_override() -> Override | None:
-        return kill_switch_from_env() or (await read_override() if read_override else None)
+    memory = ForecastMemory() if _declares_errors(gate) else None
 
     while True:
+        override = kill_switch_from_env() or (await read_override() if read_override else None)
         decision = await decide(
-            gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=await current_override(),
+            gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=override,
             intensity_at_submission=intensity_at_submission, waiting_until=waiting_until, memory=memory,
             signal_at_submission=signal_at_submission,
         )
@@ -293,10 +291,18 @@ async def wait_for_window(
         if decision.status != "wait":
             return decision
         assert decision.next_check is not None
-        while (remaining := (decision.next_check - clock.now()).total_seconds()) > 0:
-            await clock.sleep(min(remaining, gate.check_interval.total_seconds()))
-            if await current_override() is not None:
+        next_check, step_s = decision.next_check, gate.check_interval.total_seconds()
+        del decision  # a triggerer keeps thousands of these loops asleep: hold only what the wait needs
+        while (remaining := (next_check - clock.now()).total_seconds()) > 0:
+            await clock.sleep(min(remaining, step_s))
+            if kill_switch_from_env() or (read_override is not None and await read_override() is not None):
                 break
+
+
+def _declares_errors(gate: CarbonGate) -> bool:
+    """Whether any of the gate's sources may serve forecasts with an error level to correct."""
+    static = {"embedded", "file"}
+    return any(source.kind not in static for source in (gate.source, *gate.fallbacks))
 
 
 async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: datetime) -> list:
