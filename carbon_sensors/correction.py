@@ -34,14 +34,30 @@ DEFAULT_PERSISTENCE = 0.9
 _MAX_Z = 4.0  # an error estimate beyond 4 sigma is a data glitch, not information
 
 
+_memo: dict[tuple[int, int, float], tuple[Forecast, Forecast | None, Forecast]] = {}
+
+
 def correct_forecast(
     current: Forecast, previous: Forecast | None = None, persistence: float = DEFAULT_PERSISTENCE
 ) -> Forecast:
     """``current`` with its future points corrected by the error its source is making on the current slot.
 
     The error comes from ``previous`` (what an earlier forecast said about the current slot) or,
-    without one, from ``current.recent_error`` where the source reports it.
+    without one, from ``current.recent_error`` where the source reports it. Results are memoised
+    per forecast object: thousands of gates waiting on one zone share one correction.
     """
+    key = (id(current), id(previous), persistence)
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is current and hit[1] is previous:
+        return hit[2]
+    result = _correct(current, previous, persistence)
+    if len(_memo) >= 256:
+        _memo.clear()
+    _memo[key] = (current, previous, result)
+    return result
+
+
+def _correct(current: Forecast, previous: Forecast | None, persistence: float) -> Forecast:
     sigma24 = current.error_24h
     now_s = current.starts_s[0]
     if not sigma24 or not current.values[0] > 0:
@@ -68,15 +84,22 @@ class ForecastMemory:
     """Remembers each zone's last forecast during one wait, to correct the next one by it.
 
     A remembered forecast is only used while it is at most ``max_age`` older than the new one.
+    Forecasts that report their own ``recent_error`` need no memory and are not kept.
     """
+
+    __slots__ = ("_last", "max_age_s", "persistence")
 
     def __init__(self, persistence: float = DEFAULT_PERSISTENCE, max_age_h: float = 6.0) -> None:
         if not 0.0 <= persistence < 1.0:
             raise ValueError("persistence must be in [0, 1)")
         self.persistence, self.max_age_s = persistence, max_age_h * 3600.0
-        self._last: dict[str, Forecast] = {}
+        self._last: dict[str, Forecast] | None = None
 
     def correct(self, forecast: Forecast) -> Forecast:
+        if forecast.recent_error is not None or not forecast.error_24h:
+            return correct_forecast(forecast, None, self.persistence)
+        if self._last is None:
+            self._last = {}
         previous = self._last.get(forecast.zone)
         self._last[forecast.zone] = forecast
         age = None if previous is None else (forecast.issued_at - previous.issued_at).total_seconds()

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from carbon_sensors.clock import Clock
@@ -112,7 +114,7 @@ class CarbonGate:
             raise ConfigurationError(f"zones must be one or more zone names such as 'DE', got {self.zones!r}")
         if len(set(zones)) != len(zones):
             raise ConfigurationError(f"zones lists a zone twice: {zones!r}")
-        object.__setattr__(self, "zones", zones)
+        object.__setattr__(self, "zones", tuple(sys.intern(z) for z in zones))
         object.__setattr__(self, "source", source_from_spec(self.source))
         object.__setattr__(self, "fallbacks", tuple(source_from_spec(f) for f in self.fallbacks))
         for zone in zones:
@@ -208,9 +210,10 @@ async def decide(
     moment late would chase the same window a day later).
     ``memory``: the forecasts seen earlier in this wait, to correct new ones by their current error.
     """
-    if waiting_until is not None and as_utc(now) < waiting_until and gate.policy.min_saving_pct:
-        gate = replace(gate, policy=replace(gate.policy, min_saving_pct=0.0))
-    decision = await _decide(gate, now, deadline, submitted_at, override, memory)
+    policy = gate.policy
+    if waiting_until is not None and as_utc(now) < waiting_until and policy.min_saving_pct:
+        policy = _without_minimum(policy)
+    decision = await _decide(gate, policy, now, deadline, submitted_at, override, memory)
     counterfactual, signal = intensity_at_submission, signal_at_submission
     if counterfactual is None and decision.plan is not None:
         counterfactual, signal = decision.plan.intensity_now, decision.plan.signal
@@ -219,9 +222,14 @@ async def decide(
     return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal)
 
 
+@lru_cache(maxsize=64)
+def _without_minimum(policy: Policy) -> Policy:
+    return replace(policy, min_saving_pct=0.0)
+
+
 async def _decide(
-    gate: CarbonGate, now: datetime, deadline: datetime, submitted_at: datetime, override: Override | None,
-    memory: ForecastMemory | None = None,
+    gate: CarbonGate, policy: Policy, now: datetime, deadline: datetime, submitted_at: datetime,
+    override: Override | None, memory: ForecastMemory | None = None,
 ) -> Decision:
     now = as_utc(now, "now")
     deadline = as_utc(deadline, "deadline")
@@ -233,12 +241,12 @@ async def _decide(
         forecasts = await _fetch(gate.source, gate.zones, now, deadline)
         if memory is not None:
             forecasts = [memory.correct(f) for f in forecasts]
-        result = _plan(gate, forecasts, now, deadline, submitted_at)
+        result = _plan(gate, policy, forecasts, now, deadline, submitted_at)
         fallback = None
     except (SourceError, ForecastError, OSError) as exc:
-        result, fallback = await _try_fallbacks(gate, exc, now, deadline, submitted_at)
+        result, fallback = await _try_fallbacks(gate, policy, exc, now, deadline, submitted_at)
         if result is None:
-            result, fallback = await _on_source_error(gate, exc, now, deadline, submitted_at)
+            result, fallback = await _on_source_error(gate, policy, exc, now, deadline, submitted_at)
         if isinstance(result, Decision):
             return result
     if result.forced:
@@ -310,15 +318,17 @@ async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: 
     return [await source.fetch(z, now, max(deadline, now + timedelta(hours=1)), now=now) for z in zones]
 
 
-def _plan(gate: CarbonGate, forecasts: list, now: datetime, deadline: datetime, submitted_at: datetime) -> Plan:
+def _plan(
+    gate: CarbonGate, policy: Policy, forecasts: list, now: datetime, deadline: datetime, submitted_at: datetime
+) -> Plan:
     return plan(
         forecasts, now=now, deadline=deadline, expected_duration=gate.expected_duration,
-        policy=gate.policy, submitted_at=submitted_at,
+        policy=policy, submitted_at=submitted_at,
     )
 
 
 async def _try_fallbacks(
-    gate: CarbonGate, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
 ) -> tuple[Plan | None, str | None]:
     """The configured fallback sources, in order; the first that can plan serves."""
     for source in gate.fallbacks:
@@ -326,7 +336,7 @@ async def _try_fallbacks(
             for zone in gate.zones:
                 source.check_zone(zone)
             forecasts = await _fetch(source, gate.zones, now, deadline)
-            plan_ = _plan(gate, forecasts, now, deadline, submitted_at)
+            plan_ = _plan(gate, policy, forecasts, now, deadline, submitted_at)
         except (SourceError, ForecastError, OSError) as again:
             log.warning("fallback source %s failed too (%s: %s)", source.kind, type(again).__name__, again)
             continue
@@ -336,7 +346,7 @@ async def _try_fallbacks(
 
 
 async def _on_source_error(
-    gate: CarbonGate, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
 ) -> tuple[Plan | Decision, str | None]:
     what = f"{type(exc).__name__}: {exc}"
     if gate.on_source_error == "fail":
@@ -353,7 +363,7 @@ async def _on_source_error(
         if zones:
             log.warning("carbon source failed (%s); planning on the embedded profile instead", what)
             forecasts = await _fetch(embedded, zones, now, deadline)
-            return _plan(gate, forecasts, now, deadline, submitted_at), EMBEDDED_SOURCE_NAME
+            return _plan(gate, policy, forecasts, now, deadline, submitted_at), EMBEDDED_SOURCE_NAME
     log.warning("carbon source failed (%s); starting now as on_source_error=%r says", what, gate.on_source_error)
     return Decision(
         "forced", f"Starting now: the carbon source failed ({what}).", now, gate.home_zone,

@@ -26,7 +26,8 @@ or the SDK answers 400 (``EmissionsForecast.Validate``), and the range a gate ne
 often reaches past it; ``windowSize`` would turn the points into rolling averages the planner would
 average again. Without them the whole raw forecast comes back, so one request per location serves every
 waiting gate whatever its deadline or duration (the shared :class:`~carbon_sensors.signals.cache.ForecastCache`).
-Older SDK releases (before 1.0) named the field ``optimalDataPoint``; this source reads neither.
+The WebAPI docs' example names the optimum ``optimalDataPoint`` and ``EmissionsForecastDTO.cs``
+``optimalDataPoints`` (the name changed between releases); this source reads neither.
 
 Signal
 ------

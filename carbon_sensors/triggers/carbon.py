@@ -63,7 +63,7 @@ class CarbonWindowTrigger(BaseTrigger):
         super().__init__()
         # Only the gate and this task's own facts are kept (no copies of the kwargs): a triggerer
         # holds thousands of these, and serialize() rebuilds the kwargs from them.
-        self.gate = CarbonGate(
+        self.gate = _shared(CarbonGate(
             zones=tuple(zones),
             deadline=parse_utc(deadline, "deadline"),
             expected_duration=timedelta(seconds=float(expected_duration_s)),
@@ -72,7 +72,7 @@ class CarbonWindowTrigger(BaseTrigger):
             on_source_error=on_source_error,
             check_interval=timedelta(seconds=float(check_interval_s)),
             fallbacks=tuple(fallbacks or ()),
-        )
+        ))
         self.submitted_at = parse_utc(submitted_at, "submitted_at")
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.intensity_at_submission = intensity_at_submission
@@ -138,6 +138,16 @@ class CarbonWindowTrigger(BaseTrigger):
         if self.dag_id is None:
             return None
         return await _overrides.read(self.dag_id, self.task_id or "")
+
+
+_gates: dict[CarbonGate, CarbonGate] = {}
+
+
+def _shared(gate: CarbonGate) -> CarbonGate:
+    """One object per distinct gate: the mapped tasks of one run wait on equal gates."""
+    if len(_gates) >= 4096:
+        _gates.clear()
+    return _gates.setdefault(gate, gate)
 
 
 class _OverrideCache:
