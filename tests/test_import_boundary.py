@@ -53,3 +53,14 @@ def test_core_import_does_not_start_asyncio_or_read_the_profile():
         "assert _profiles.cache_info().currsize == 0, 'the profile file was read'"
     )
     assert "asyncio" not in new
+
+
+def test_parsing_a_dag_does_not_load_runtime_only_modules():
+    """Credential resolution, the hook and the HTTP layer load when a gate runs, not when its DAG is parsed."""
+    code = (
+        "import sys, airflow.sdk, carbon_sensors.sensors, carbon_sensors.decorators, carbon_sensors.operators\n"
+        "print(','.join(m for m in ('carbon_sensors.hooks.carbon', 'carbon_sensors.signals.credentials',\n"
+        "                           'carbon_sensors.signals.http', 'carbon_sensors.simulate') if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+    assert loaded.splitlines()[-1:] in ([], [""]), loaded

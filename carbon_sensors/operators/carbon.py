@@ -26,7 +26,6 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection resolver in the worker
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import DeadlineSpec, is_template, resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
@@ -179,6 +178,9 @@ class GateRun:
     """One gate evaluated inside one Airflow task try: deadline, overrides, first decision, trigger."""
 
     def __init__(self, task: Any, gate: CarbonGate, context: Any) -> None:
+        # Registers the Connection resolver; imported when a task runs, not when its DAG is parsed.
+        import carbon_sensors.hooks.carbon  # noqa: F401
+
         self.task, self.gate, self.context = task, gate, context
         self.clock = default_clock()
         self.now = self.clock.now()
