@@ -183,12 +183,11 @@ class CarbonAwareSdkSource:
         return {"kind": self.kind, "base_url": self.base_url, "location": self.location, "signal": self.signal,
                 "conn_id": self.conn_id, "api_key_header": self.api_key_header,
                 "refresh_interval_s": self.refresh_interval.total_seconds(),
-                "connect_timeout_s": self.settings.connect_timeout_s, "read_timeout_s": self.settings.read_timeout_s}
+                **self.settings.to_spec()}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> CarbonAwareSdkSource:
-        settings = HttpSettings(connect_timeout_s=float(spec.get("connect_timeout_s", 5.0)),
-                                read_timeout_s=float(spec.get("read_timeout_s", 20.0)))
+        settings = HttpSettings.from_spec(spec)
         return cls(base_url=spec.get("base_url"), location=spec.get("location"),  # type: ignore[arg-type]
                    signal=spec.get("signal", "marginal"), conn_id=spec.get("conn_id"),
                    api_key_header=spec.get("api_key_header") or "X-API-Key",

@@ -258,14 +258,11 @@ class ElectricityMapsSource:
         return {"kind": self.kind, "zone_key": self.zone_key, "lat": self.lat, "lon": self.lon,
                 "horizon_hours": self.horizon_hours, "temporal_granularity": self.temporal_granularity,
                 "emission_factor_type": self.emission_factor_type, "conn_id": self.conn_id, "base_url": self.base_url,
-                "connect_timeout_s": self.settings.connect_timeout_s, "read_timeout_s": self.settings.read_timeout_s,
-                "max_retries": self.settings.max_retries, "backoff_s": self.settings.backoff_s}
+                **self.settings.to_spec()}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ElectricityMapsSource:
-        settings = HttpSettings(connect_timeout_s=float(spec.get("connect_timeout_s", 5.0)),
-                                read_timeout_s=float(spec.get("read_timeout_s", 20.0)),
-                                max_retries=int(spec.get("max_retries", 3)), backoff_s=float(spec.get("backoff_s", 0.5)))
+        settings = HttpSettings.from_spec(spec)
         return cls(zone_key=spec.get("zone_key"), lat=spec.get("lat"), lon=spec.get("lon"),
                    horizon_hours=spec.get("horizon_hours", 24),
                    temporal_granularity=spec.get("temporal_granularity") or "hourly",

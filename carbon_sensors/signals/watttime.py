@@ -315,15 +315,11 @@ class WattTimeSource:
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "region": self.region, "latitude": self.latitude, "longitude": self.longitude,
                 "signal_type": self.signal_type, "horizon_hours": self.horizon_hours, "conn_id": self.conn_id,
-                "base_url": self.base_url, "connect_timeout_s": self.settings.connect_timeout_s,
-                "read_timeout_s": self.settings.read_timeout_s, "max_retries": self.settings.max_retries,
-                "backoff_s": self.settings.backoff_s}
+                "base_url": self.base_url, **self.settings.to_spec()}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> WattTimeSource:
-        settings = HttpSettings(connect_timeout_s=float(spec.get("connect_timeout_s", 5.0)),
-                                read_timeout_s=float(spec.get("read_timeout_s", 20.0)),
-                                max_retries=int(spec.get("max_retries", 3)), backoff_s=float(spec.get("backoff_s", 0.5)))
+        settings = HttpSettings.from_spec(spec)
         return cls(region=spec.get("region"), latitude=spec.get("latitude"), longitude=spec.get("longitude"),
                    signal_type=spec.get("signal_type") or "co2_moer", horizon_hours=spec.get("horizon_hours", 24),
                    conn_id=spec.get("conn_id"), base_url=spec.get("base_url") or WATTTIME_BASE_URL, settings=settings)

@@ -1,0 +1,63 @@
+"""What a triggerer with thousands of waiting gates relies on: shared objects and work done once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from carbon_sensors import Forecast
+from carbon_sensors.clock import SystemClock
+from carbon_sensors.correction import ForecastMemory, correct_forecast
+from carbon_sensors.signals import source_from_spec
+from carbon_sensors.triggers.carbon import CarbonWindowTrigger
+
+T0 = datetime(2026, 6, 15, tzinfo=UTC)
+
+
+def test_equal_specs_share_one_source():
+    """Equal source specs give the same object (and so one HTTP client and one cache entry)."""
+    spec = {"kind": "neso", "region_id": 13}
+    assert source_from_spec(spec) is source_from_spec(dict(spec))
+    assert source_from_spec(spec) is not source_from_spec({"kind": "neso", "region_id": 12})
+
+
+def test_triggers_with_equal_settings_share_one_gate():
+    """Mapped tasks of one run rebuild equal gates; the triggerer keeps one object."""
+    kwargs = dict(zones=["DE"], deadline=T0 + timedelta(hours=8), expected_duration_s=3600, submitted_at=T0)
+    first, second = CarbonWindowTrigger(**kwargs, task_id="a"), CarbonWindowTrigger(**kwargs, task_id="b")
+    assert first.gate is second.gate and first.task_id != second.task_id
+
+
+def test_a_correction_is_computed_once_per_forecast():
+    """Thousands of gates correcting the same forecast get the same result object."""
+    forecast = Forecast.from_points([(T0 + timedelta(hours=h), 200.0 + h) for h in range(6)], zone="GB",
+                                    source="x", error_24h=0.1, recent_error=0.05)
+    assert correct_forecast(forecast) is correct_forecast(forecast)
+
+
+def test_memory_keeps_nothing_for_forecasts_that_report_their_error():
+    """A source that reports its own recent error needs no memory per gate."""
+    memory = ForecastMemory()
+    forecast = Forecast.from_points([(T0 + timedelta(hours=h), 200.0) for h in range(4)], zone="GB",
+                                    source="x", error_24h=0.1, recent_error=0.02)
+    memory.correct(forecast)
+    assert memory._last is None
+
+
+def test_system_clock_sleep_is_awaitable():
+    """SystemClock.sleep hands back asyncio's own sleep, awaitable as before."""
+    asyncio.run(SystemClock().sleep(0))
+    assert SystemClock().now().tzinfo is not None
+
+
+def test_every_live_source_carries_all_its_http_settings_in_its_spec():
+    """Timeouts, retries and backoff survive the trip to the triggerer for every live source."""
+    from carbon_sensors.signals.http import HttpSettings
+
+    tuned = {"connect_timeout_s": 1.5, "read_timeout_s": 2.5, "max_retries": 0, "backoff_s": 0.1, "max_retry_after_s": 7.0}
+    specs = [{"kind": "neso"}, {"kind": "electricitymaps", "zone_key": "DE"}, {"kind": "watttime", "region": "CAISO_NORTH"},
+             {"kind": "carbon_aware_sdk", "base_url": "https://casdk.example", "location": "westus"}]
+    for spec in specs:
+        source = source_from_spec({**spec, **tuned})
+        assert source.settings == HttpSettings(**tuned), spec["kind"]
+        assert {k: source.to_spec()[k] for k in tuned} == tuned
