@@ -279,7 +279,7 @@ async def wait_for_window(
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
     ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
     """
-    memory = ForecastMemory() if _declares_errors(gate) else None
+    memory = ForecastMemory()  # slotted and empty until a forecast needs remembering
 
     while True:
         override = kill_switch_from_env() or (await read_override() if read_override else None)
@@ -305,12 +305,6 @@ async def wait_for_window(
             await clock.sleep(min(remaining, step_s))
             if kill_switch_from_env() or (read_override is not None and await read_override() is not None):
                 break
-
-
-def _declares_errors(gate: CarbonGate) -> bool:
-    """Whether any of the gate's sources may serve forecasts with an error level to correct."""
-    static = {"embedded", "file"}
-    return any(source.kind not in static for source in (gate.source, *gate.fallbacks))
 
 
 async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: datetime) -> list:
