@@ -12,7 +12,13 @@
     │   ├── SourceDataError     the source's data is malformed (missing columns, bad timestamps, bad JSON)
     │   ├── SourceAuthError     the source refused the credentials (401/403)
     │   └── SourceUnavailableError  timeouts, refused connections, 5xx or 429 after bounded retries
-    └── GateError               a carbon gate reported an error instead of a decision
+    ├── GateError               a carbon gate reported an error instead of a decision
+    └── RecordingError          energy, tokens, cost or a run record could not be recorded
+        ├── LedgerError         the ledger database cannot be reached or written
+        ├── LedgerSchemaError   the ledger's schema is newer than this carbon-sensors
+        └── PricingError        a model or price is missing from the price table (also a ValueError)
+
+A recording error never fails the task unless the DAG author asked for strict recording.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ __all__ = [
     "ForecastError",
     "GateError",
     "InvalidForecastError",
+    "LedgerError",
+    "LedgerSchemaError",
+    "PricingError",
+    "RecordingError",
     "SignalMismatchError",
     "SourceAuthError",
     "SourceDataError",
@@ -84,3 +94,19 @@ class SourceUnavailableError(SourceError):
 
 class GateError(CarbonSensorsError):
     """A carbon gate reported an error instead of a decision."""
+
+
+class RecordingError(CarbonSensorsError):
+    """Energy, tokens, cost or a run record could not be recorded."""
+
+
+class LedgerError(RecordingError):
+    """The ledger database cannot be reached or written; the record is kept in the local spool."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger's schema is newer than this carbon-sensors understands; upgrade the package."""
+
+
+class PricingError(RecordingError, ValueError):
+    """A price is missing (e.g. an unknown model in the token price table) or invalid."""
