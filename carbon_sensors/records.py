@@ -115,6 +115,8 @@ class RunRecord:
     # carbon
     carbon_signal: str | None = None
     carbon_source: str | None = None
+    #: the gate's source spec (JSON, a connection id at most, never a key), so reconcile can ask it for actuals
+    source_spec: dict[str, Any] | None = None
     carbon_basis: str | None = None
     intensity_g_per_kwh: float | None = None
     counterfactual_intensity_g_per_kwh: float | None = None
