@@ -44,7 +44,12 @@ class _Series:
 
 
 class FileSource:
-    """Intensity points read from ``path`` (``.csv`` or ``.parquet``), re-read when the file changes."""
+    """Intensity points read from ``path`` (``.csv`` or ``.parquet``), re-read when the file changes.
+
+    ``measured=True`` says the file holds measured actuals (e.g. a grid operator's export), not a
+    forecast: its points then count as measurements, and ``carbon-sensors reconcile`` re-prices
+    runs with them.
+    """
 
     kind = "file"
 
@@ -59,6 +64,7 @@ class FileSource:
         timezone: str | None = None,
         signal: Signal = "average",
         refresh_interval: timedelta | None = timedelta(hours=1),
+        measured: bool = False,
     ) -> None:
         if signal not in SIGNALS:
             raise ConfigurationError(f"signal must be 'average' or 'marginal', got {signal!r}")
@@ -75,6 +81,7 @@ class FileSource:
         self.time_column, self.value_column, self.zone_column = time_column, value_column, zone_column
         self.zone, self.timezone, self.signal = zone, timezone, signal
         self.refresh_interval = refresh_interval
+        self.measured = bool(measured)
         self._cache: tuple[tuple[int, int], dict[str | None, _Series]] | None = None
 
     def check_zone(self, zone: str) -> None:
@@ -112,6 +119,7 @@ class FileSource:
             "value_column": self.value_column, "zone_column": self.zone_column, "zone": self.zone,
             "timezone": self.timezone, "signal": self.signal,
             "refresh_interval_s": None if self.refresh_interval is None else self.refresh_interval.total_seconds(),
+            "measured": self.measured,
         }
 
     @classmethod
@@ -122,6 +130,7 @@ class FileSource:
             zone_column=spec.get("zone_column"), zone=spec.get("zone"), timezone=spec.get("timezone"),
             signal=spec.get("signal", "average"),
             refresh_interval=None if refresh is None else timedelta(seconds=float(refresh)),
+            measured=bool(spec.get("measured", False)),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -263,6 +272,7 @@ class FileSource:
             zone=zone, source=f"file:{self.path.name}", signal=self.signal,
             issued_at=datetime.fromtimestamp(self.path.stat().st_mtime, UTC),
             starts_s=starts, values=values, end_s=end_s,
+            measured_until=datetime.fromtimestamp(end_s, UTC) if self.measured else None,
         )
 
 

@@ -436,7 +436,7 @@ def test_to_spec_and_source_from_spec_round_trip(tmp_path):
     spec = json.loads(json.dumps(source.to_spec()))
     assert spec == {"kind": "file", "path": str(tmp_path / "x.parquet"), "time_column": "ts", "value_column": "v",
                     "zone_column": "z", "zone": "DE", "timezone": "Europe/Berlin", "signal": "marginal",
-                    "refresh_interval_s": 300.0}
+                    "refresh_interval_s": 300.0, "measured": False}
     back = source_from_spec(spec)
     assert isinstance(back, FileSource)
     assert back == source and back.to_spec() == source.to_spec() and hash(back) == hash(source)
@@ -464,3 +464,17 @@ def test_source_from_spec_other_forms_and_errors(tmp_path):
         source_from_spec("crystal-ball")
     with pytest.raises(ConfigurationError, match="got int"):
         source_from_spec(3)  # type: ignore[arg-type]
+
+
+def test_measured_file_marks_its_points_as_measurements(tmp_path):
+    """measured=True makes every point a measurement (reconcile re-prices with it); the default is a forecast."""
+    path = tmp_path / "actuals.csv"
+    path.write_text("time,intensity\n2026-06-15T00:00Z,300\n2026-06-15T01:00Z,200\n")
+    t0 = datetime(2026, 6, 15, tzinfo=UTC)
+    measured = FileSource(path, measured=True)
+    got = fetch(measured, "DE", t0, t0 + timedelta(hours=2))
+    assert got.measured_until == t0 + timedelta(hours=2)
+    assert fetch(FileSource(path), "DE", t0, t0 + timedelta(hours=2)).measured_until is None
+    assert source_from_spec(measured.to_spec()) == measured and source_from_spec(measured.to_spec()).measured
+    old_row = {k: v for k, v in measured.to_spec().items() if k != "measured"}  # a spec stored by an older version
+    assert source_from_spec(old_row).measured is False
