@@ -132,10 +132,13 @@ def is_template(value: object) -> bool:
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%"))
 
 
-def check_deadline_spec(spec: DeadlineSpec, expected_duration: timedelta, now: datetime | None = None) -> None:
-    """Refuse what can never work, before any run starts; with ``now``, also an absolute deadline already past."""
+def check_deadline_spec(spec: DeadlineSpec, expected_duration: timedelta | None, now: datetime | None = None) -> None:
+    """Refuse what can never work, before any run starts; with ``now``, also an absolute deadline already past.
+
+    ``expected_duration=None`` (learned from the ledger at run time) skips the duration check.
+    """
     if isinstance(spec, After | NextLocalTime):
-        if isinstance(spec, After) and spec.min_span <= expected_duration:
+        if isinstance(spec, After) and expected_duration is not None and spec.min_span <= expected_duration:
             raise DeadlineError(
                 f"the expected duration {expected_duration} does not fit in the {spec.min_span} between "
                 f"{spec.anchor} and the deadline; lengthen the deadline or shorten expected_duration"

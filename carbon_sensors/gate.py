@@ -93,6 +93,10 @@ def kill_switch_from_env() -> Override | None:
 class CarbonGate:
     """Everything a gate needs to decide: where, by when, for how long, from which signal.
 
+    ``expected_duration=None`` means "learn it": the Airflow and Prefect adapters take a high
+    percentile of the task's recent successful run times from the ledger before deciding (and start
+    at once while there are fewer than three); :func:`decide` itself needs a concrete duration.
+
     Validated on construction (at DAG parse time): unknown zones, naive deadlines and durations
     longer than a relative deadline's slack fail here with a
     :class:`~carbon_sensors.errors.ConfigurationError`. :meth:`check_not_past` also refuses an
@@ -101,7 +105,7 @@ class CarbonGate:
 
     zones: Sequence[str] | str
     deadline: DeadlineSpec
-    expected_duration: timedelta
+    expected_duration: timedelta | None
     source: Source | str | dict[str, Any] = "embedded"
     policy: Policy = field(default_factory=Policy)
     on_source_error: str = "run_now"
@@ -119,9 +123,12 @@ class CarbonGate:
         object.__setattr__(self, "fallbacks", tuple(source_from_spec(f) for f in self.fallbacks))
         for zone in zones:
             self.source.check_zone(zone)
-        if not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0):
+        if self.expected_duration is not None and (
+            not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0)
+        ):
             raise ConfigurationError(
-                f"expected_duration must be a positive timedelta, e.g. timedelta(hours=1); got {self.expected_duration!r}"
+                f"expected_duration must be a positive timedelta, e.g. timedelta(hours=1), or None to learn it "
+                f"from the ledger; got {self.expected_duration!r}"
             )
         if not isinstance(self.policy, Policy):
             raise ConfigurationError(f"policy must be a carbon_sensors.Policy, got {type(self.policy).__name__}")
@@ -163,6 +170,7 @@ class Decision:
     next_check: datetime | None = None
     intensity_at_submission: float | None = None
     signal_at_submission: str | None = None
+    submitted_at: datetime | None = None
 
     def to_event(self) -> dict[str, Any]:
         p = self.plan
@@ -185,6 +193,7 @@ class Decision:
             "forced_reason": self.forced_reason,
             "fallback": self.fallback,
             "decided_at": to_iso(self.decided_at),
+            "submitted_at": to_iso(self.submitted_at),
         }
 
 
@@ -210,6 +219,11 @@ async def decide(
     moment late would chase the same window a day later).
     ``memory``: the forecasts seen earlier in this wait, to correct new ones by their current error.
     """
+    if gate.expected_duration is None:
+        raise ConfigurationError(
+            "this gate's expected_duration is None (learned from the ledger by the Airflow and Prefect adapters); "
+            "give decide() a gate with a concrete duration: dataclasses.replace(gate, expected_duration=...)"
+        )
     policy = gate.policy
     if waiting_until is not None and as_utc(now) < waiting_until and policy.min_saving_pct:
         policy = _without_minimum(policy)
@@ -219,7 +233,8 @@ async def decide(
         counterfactual, signal = decision.plan.intensity_now, decision.plan.signal
     if decision.plan is not None and signal is not None and signal != decision.plan.signal:
         counterfactual = None  # average and marginal are never compared (a fallback changed the signal)
-    return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal)
+    return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal,
+                   submitted_at=as_utc(submitted_at, "submitted_at"))
 
 
 @lru_cache(maxsize=64)

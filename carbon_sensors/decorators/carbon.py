@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from carbon_sensors.gate import CarbonGate
-from carbon_sensors.operators.carbon import GATE_KWARGS, build_gate, carbon_gated
+from carbon_sensors.operators.carbon import GATE_KWARGS, RECORD_KWARGS, build_gate, carbon_gated
 
 __all__ = ["carbon_aware"]
 
@@ -29,10 +29,12 @@ __all__ = ["carbon_aware"]
 def carbon_aware(python_callable: Callable | None = None, *, gate: CarbonGate | None = None, **kwargs: Any) -> Any:
     """Gate a TaskFlow task: ``@carbon_aware(zone=..., deadline=..., expected_duration=...)``.
 
-    Takes the sensor's gate settings (or a ready ``gate=CarbonGate(...)``); any other keyword goes
-    to ``@task`` when decorating a plain function (``retries=2``, ``pool=...``).
+    Takes the sensor's gate settings (or a ready ``gate=CarbonGate(...)``), ``record_run`` and
+    ``strict_recording`` (see :mod:`carbon_sensors.operators.carbon`); any other keyword goes to
+    ``@task`` when decorating a plain function (``retries=2``, ``pool=...``).
     """
     gate_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in GATE_KWARGS}
+    record_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in RECORD_KWARGS}
     if gate is None:
         gate = build_gate(**gate_kwargs)
     elif gate_kwargs:
@@ -53,6 +55,7 @@ def carbon_aware(python_callable: Callable | None = None, *, gate: CarbonGate | 
             multiple_outputs=target.multiple_outputs,
             decorated_operator_class=carbon_gated(target.operator_class),
             carbon=gate,
+            **record_kwargs,
             **target.kwargs,
         )
 

@@ -9,6 +9,11 @@
 >>> task.carbon_gate.zones
 ('GB',)
 
+Each gated try is metered and recorded in the run ledger (energy, tokens, carbon, saved carbon,
+cost, tagged from params or DAG tags such as ``team:search``); a summary goes to XCom under
+``carbon_record``. ``record_run=False`` turns that off for one task, ``strict_recording=True`` fails
+the task when its record cannot be written (by default a warning, and the record is spooled).
+
 Force-starting (all documented in the README):
 - DAG run conf ``{"carbon_sensors_force": true}`` (every gate in that run) or a list of task ids;
 - the Airflow Variable ``carbon_sensors_force`` (``*``, ``dag_id`` or ``dag_id.task_id``, comma
@@ -23,6 +28,7 @@ import fnmatch
 import json
 import logging
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DECISION_XCOM_KEY",
     "FORCE_CONF_KEY",
+    "RECORD_XCOM_KEY",
     "CarbonGateMixin",
     "build_gate",
     "carbon_gated",
@@ -53,6 +60,8 @@ log = logging.getLogger(__name__)
 FORCE_CONF_KEY = "carbon_sensors_force"
 #: XCom key under which a gated operator (not the sensor, which returns it) stores its decision.
 DECISION_XCOM_KEY = "carbon_decision"
+#: XCom key of the run record's short summary (energy, carbon, saved, cost).
+RECORD_XCOM_KEY = "carbon_record"
 
 
 def build_gate(
@@ -60,7 +69,7 @@ def build_gate(
     zone: str | None = None,
     zones: list[str] | tuple[str, ...] | None = None,
     deadline: DeadlineSpec,
-    expected_duration: timedelta,
+    expected_duration: timedelta | None = None,
     source: Source | str | dict[str, Any] = "embedded",
     max_delay: timedelta | None = None,
     threshold: float | None = None,
@@ -74,7 +83,7 @@ def build_gate(
     """A :class:`CarbonGate` from the flat keyword arguments the sensor and decorator take.
 
     ``conn_id`` names the Airflow Connection holding the source's credentials; it goes into the
-    source's spec (never the key itself).
+    source's spec (never the key itself). ``expected_duration=None`` learns it from the ledger.
     """
     if (zone is None) == (zones is None):
         raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
@@ -104,7 +113,23 @@ def _with_conn_id(source: Any, conn_id: str) -> dict[str, Any]:
     return spec
 
 
-GATE_KWARGS = frozenset(build_gate.__kwdefaults__) | {"deadline", "expected_duration"}
+GATE_KWARGS = frozenset(build_gate.__kwdefaults__) | {"deadline"}
+#: Keyword arguments of gated operators (and the decorator) about the run record, not the gate.
+RECORD_KWARGS = frozenset({"record_run", "strict_recording"})
+
+
+def _conf(key: str, fallback: Any = None) -> Any:
+    try:
+        from airflow.sdk.configuration import conf
+
+        return conf.get("carbon_sensors", key, fallback=fallback)
+    except Exception:  # noqa: BLE001 - an unreadable option is an unset one
+        return fallback
+
+
+def ledger_url() -> str | None:
+    """``[carbon_sensors] ledger_url`` (``AIRFLOW__CARBON_SENSORS__LEDGER_URL``), else the ledger's own default."""
+    return _conf("ledger_url") or None
 
 
 def kill_switch() -> Override | None:
@@ -188,6 +213,15 @@ class GateRun:
         ti = context.get("ti")
         start = getattr(ti, "start_date", None)
         self.submitted_at = min(as_utc(start), self.now) if isinstance(start, datetime) and start.tzinfo else self.now
+        self.history_runs = 0
+        if gate.expected_duration is None:
+            from carbon_sensors.recording import learned_duration
+
+            learned, self.history_runs = learned_duration(ledger_url(), "airflow", task.dag_id, task.task_id)
+            if learned is not None:
+                self.gate = replace(gate, expected_duration=learned)
+                task.log.info("Carbon gate: expected duration %s, learned from %d runs in the ledger",
+                              learned, self.history_runs)
 
     def _deadline(self) -> datetime:
         spec = self.gate.deadline
@@ -216,6 +250,15 @@ class GateRun:
         return match_force_variable(value, self.task.dag_id, self.task.task_id)
 
     def first_decision(self) -> Decision:
+        if self.gate.expected_duration is None:
+            from carbon_sensors.planning import MIN_HISTORY_RUNS
+
+            return Decision(
+                "forced",
+                f"Starting now: expected_duration is learned from the ledger and it holds {self.history_runs} of the "
+                f"{MIN_HISTORY_RUNS} successful runs needed; give expected_duration= to plan from the first run.",
+                self.now, self.gate.home_zone, forced_reason="no_duration_history", submitted_at=self.submitted_at,
+            )
         decision = run_sync(
             decide(self.gate, now=self.now, deadline=self.deadline, submitted_at=self.submitted_at, override=self.override())
         )
@@ -270,13 +313,18 @@ class CarbonGateMixin:
     """
 
     carbon_gate: CarbonGate
+    record_run: bool = True
+    strict_recording: bool = False
 
     def execute(self, context: Any) -> Any:
         run = GateRun(self, self.carbon_gate, context)
         decision = run.first_decision()
         if decision.status == "wait":
             self.defer(trigger=run.trigger(decision), method_name="carbon_resume")  # type: ignore[attr-defined]
-        return self._run_gated(context, decision.to_event())
+        event = decision.to_event()
+        if run.gate.expected_duration is not None:
+            event["expected_duration_s"] = run.gate.expected_duration.total_seconds()
+        return self._run_gated(context, event)
 
     def carbon_resume(self, context: Any, event: Any = None, **kwargs: Any) -> Any:
         """Called by Airflow when the trigger fires: record the decision, then run the real work."""
@@ -284,8 +332,41 @@ class CarbonGateMixin:
 
     def _run_gated(self, context: Any, event: Any) -> Any:
         decision = finish(self, event)
-        context["ti"].xcom_push(key=DECISION_XCOM_KEY, value=decision)
-        return super().execute(context)  # type: ignore[misc]
+        ti = context["ti"]
+        ti.xcom_push(key=DECISION_XCOM_KEY, value=decision)
+        if not self.record_run:
+            return super().execute(context)  # type: ignore[misc]
+        recorder = self._recorder(context, decision)
+        with recorder:
+            result = super().execute(context)  # type: ignore[misc]
+        ti.xcom_push(key=RECORD_XCOM_KEY, value=recorder.record.summary())
+        return result
+
+    def _recorder(self, context: Any, decision: dict[str, Any]) -> Any:
+        from carbon_sensors.recording import RunRecorder, tags_from
+        from carbon_sensors.records import RunKey
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        key = RunKey(
+            "airflow", self.dag_id, self.task_id, str(getattr(ti, "run_id", None) or context.get("run_id")),  # type: ignore[attr-defined]
+            int(getattr(ti, "try_number", 1) or 1), map_index if isinstance(map_index, int) else -1,
+        )
+        dag = getattr(self, "dag", None)
+        expected = decision.get("expected_duration_s") or (
+            self.carbon_gate.expected_duration.total_seconds() if self.carbon_gate.expected_duration else None)
+        strict = self.strict_recording or str(_conf("strict_recording", "False")).strip().lower() in ("1", "true", "yes", "on")
+        prices = None
+        if prices_file := _conf("prices_file"):
+            from carbon_sensors.accounting import Prices
+
+            prices = Prices.from_env(prices_file)
+        return RunRecorder(
+            key, event=decision, source=self.carbon_gate.source,
+            expected_duration=None if expected is None else timedelta(seconds=float(expected)),
+            tags=tags_from(context.get("params"), getattr(dag, "tags", None)),
+            ledger=ledger_url(), prices=prices, strict=strict,
+        )
 
 
 _gated_classes: dict[type, type] = {}
@@ -308,9 +389,13 @@ def carbon_gated(operator_class: type) -> type:
         name = f"CarbonGated{operator_class.__name__.lstrip('_')}"
 
         # Defined on the new class itself so Airflow's metaclass wraps it (default_args, init bookkeeping).
-        def __init__(self: Any, *args: Any, carbon: CarbonGate | dict[str, Any], **kwargs: Any) -> None:
+        def __init__(
+            self: Any, *args: Any, carbon: CarbonGate | dict[str, Any], record_run: bool = True,
+            strict_recording: bool = False, **kwargs: Any,
+        ) -> None:
             operator_class.__init__(self, *args, **kwargs)
             self.carbon_gate = _coerce_gate(carbon)
+            self.record_run, self.strict_recording = bool(record_run), bool(strict_recording)
 
         namespace = {"__module__": __name__, "__doc__": operator_class.__doc__, "__init__": __init__}
         cls = type(name, (CarbonGateMixin, operator_class), namespace)
