@@ -57,6 +57,30 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "carbon_sensors_force",
                         "default": "carbon_sensors_force",
                     },
+                    "ledger_url": {
+                        "description": "SQLAlchemy URL of the run ledger (PostgreSQL in production). Empty: "
+                        "CARBON_SENSORS_LEDGER_URL, else a SQLite file under AIRFLOW_HOME.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "postgresql+psycopg://carbon@db/carbon",
+                        "default": "",
+                    },
+                    "prices_file": {
+                        "description": "JSON or TOML price table: usd_per_kwh or price_file, usd_per_gpu_hour, "
+                        "usd_per_1k_tokens per model. Empty: CARBON_SENSORS_PRICES.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/etc/carbon-sensors/prices.toml",
+                        "default": "",
+                    },
+                    "strict_recording": {
+                        "description": "When True, a gated task fails if its run record cannot be written "
+                        "(by default it logs a warning and spools the record).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
                 },
             }
         },
