@@ -113,7 +113,8 @@ def test_stale_while_error_serves_the_last_good_forecast_marked_stale():
     answers = iter([httpx.Response(200, json=fixture("neso_national_fw48h"))] + [httpx.Response(503)] * 10)
     source = NesoSource(transport=httpx.MockTransport(lambda r: next(answers)), cache=cache, settings=FAST)
     good = fetch(source)
-    cache._entries[next(iter(cache._entries))] = (0.0, good)  # make it due for refresh (an hour old)
+    # Make it due for refresh: two hours old (relative to the monotonic clock, which starts near 0 at boot).
+    cache._entries[next(iter(cache._entries))] = (__import__("time").monotonic() - 7200.0, good)
     source.max_stale = __import__("datetime").timedelta(days=365 * 100)
     stale = fetch(source)
     assert stale.values == good.values and stale.source == "neso [stale]"
