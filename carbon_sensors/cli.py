@@ -5,9 +5,13 @@
     carbon-sensors plan --zone DE --deadline +8h --duration 1h
     carbon-sensors plan --zone DE --zone GB --deadline 2026-06-16T06:00+02:00 --duration 6h --json
     carbon-sensors simulate --trace DE_2021-2023_hourly.csv --workload nightly_enrichment --json
+    carbon-sensors report --since 30d --by team --format csv --out carbon.csv
+    carbon-sensors reconcile --stale-after 15m --json
 
 ``--at`` pretends it is another time (ISO-8601 with offset); ``--source`` takes ``embedded``
-(default) or a CSV/Parquet file. Errors print one line saying what to do and exit with status 2.
+(default) or a CSV/Parquet file. ``report`` and ``reconcile`` read the run ledger named by ``--ledger``
+or ``CARBON_SENSORS_LEDGER_URL`` (default: the SQLite file under ``$AIRFLOW_HOME``). Errors print one
+line saying what to do and exit with status 2.
 """
 
 from __future__ import annotations
@@ -226,6 +230,75 @@ def _plot(out: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _when(text: str, now: datetime, option: str) -> datetime:
+    """A span back from ``now`` (``30d``, ``12h``) or an ISO-8601 time with an offset."""
+    try:
+        return now - parse_span(text)
+    except ConfigurationError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"cannot read {option} {text!r}; write a span back from now (30d, 12h) or an ISO time (2026-06-01T00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigurationError(f"{option} {text!r} has no time zone; add one, e.g. 2026-06-01T00:00Z or "
+                                 "2026-06-01T00:00+02:00")
+    return moment.astimezone(UTC)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from carbon_sensors.ledger import Ledger, mask_url
+    from carbon_sensors.report import build_report, write_report
+
+    now = datetime.now(UTC)
+    since = _when(args.since, now, "--since")
+    until = _when(args.until, now, "--until") if args.until else None
+    with Ledger(args.ledger) as ledger:
+        records = ledger.records(since=since, until=until)
+    if not records and args.format == "table" and args.out is None:
+        print(f"no runs in the ledger at {mask_url(ledger.url)} since {since:%Y-%m-%d %H:%M} UTC")
+        return 0
+    table = build_report(records, by=args.by)
+    write_report(table, args.format, args.out)
+    if args.out is not None:
+        print(f"wrote {args.out}: {len(table)} rows from {len(records)} runs")
+    return 0
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from carbon_sensors.ledger import Ledger
+
+    stale_after = parse_span(args.stale_after)
+    with Ledger(args.ledger, spool_dir=args.spool_dir) as ledger:
+        flushed = ledger.flush_spool()
+        abandoned = ledger.abandon_stale(stale_after, datetime.now(UTC))
+        repriced = None
+        if not args.no_reprice:
+            try:
+                from carbon_sensors.accounting import reprice_with_actuals
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"re-pricing is not available in this installation ({exc}); run reconcile with --no-reprice"
+                ) from None
+            repriced = ledger.reprice(reprice_with_actuals)
+    if args.json:
+        print(json.dumps({"spooled_flushed": flushed, "abandoned": len(abandoned), "repriced": repriced}))
+        return 0
+    print(f"{flushed} spooled record{'s' * (flushed != 1)} written to the ledger")
+    print(f"{len(abandoned)} stale run{'s' * (len(abandoned) != 1)} closed as abandoned "
+          f"(no heartbeat for {args.stale_after})")
+    for key in abandoned:
+        print(f"  {key.orchestrator} {key.dag_id}.{key.task_id} {key.run_id} try {key.try_number}"
+              + (f" map {key.map_index}" if key.map_index >= 0 else ""))
+    if repriced is None:
+        print("re-pricing skipped (--no-reprice)")
+    else:
+        print(f"{repriced} record{'s' * (repriced != 1)} re-priced with measured intensities")
+    return 0
+
+
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} g/kWh"
 
@@ -284,6 +357,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print the full JSON")
     sim.add_argument("--plot", help="write a bar chart of the savings to this PNG")
     sim.set_defaults(func=_cmd_simulate)
+
+    report = sub.add_parser("report", help="carbon, savings, tokens and cost from the run ledger")
+    report.add_argument("--since", default="30d", help="a span back from now (30d, 12h) or an ISO time (default 30d)")
+    report.add_argument("--until", help="a span back from now or an ISO time (default: now)")
+    report.add_argument("--by", default="dag", choices=["dag", "task", "team", "zone", "project"])
+    report.add_argument("--format", default="table", choices=["table", "csv", "parquet", "json"])
+    report.add_argument("--out", help="write to this file (needed for parquet; default: stdout)")
+    report.add_argument("--ledger", help="the ledger's URL (default: CARBON_SENSORS_LEDGER_URL or the SQLite file)")
+    report.set_defaults(func=_cmd_report)
+
+    reconcile = sub.add_parser("reconcile", help="land spooled records, close dead runs, re-price with actuals")
+    reconcile.add_argument("--ledger", help="the ledger's URL (default: CARBON_SENSORS_LEDGER_URL or the SQLite file)")
+    reconcile.add_argument("--stale-after", default="15m",
+                           help="close started runs without a heartbeat for this long as abandoned (default 15m)")
+    reconcile.add_argument("--no-reprice", action="store_true", help="skip re-pricing forecast-based records")
+    reconcile.add_argument("--spool-dir", help="the spool (default: CARBON_SENSORS_SPOOL_DIR or next to the SQLite file)")
+    reconcile.add_argument("--json", action="store_true", help="print the counts as JSON")
+    reconcile.set_defaults(func=_cmd_reconcile)
     return parser
 
 

@@ -77,3 +77,12 @@ def write_forecast_csv(path: Path, start, values, step_minutes: int = 60) -> Pat
         lines.append(f"{(start + timedelta(minutes=step_minutes * i)).isoformat()},{value}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def pytest_configure(config):
+    """Register the marker of the tests that need a PostgreSQL server (they skip where none answers)."""
+    config.addinivalue_line(
+        "markers",
+        "postgres: needs the PostgreSQL server at CS_TEST_POSTGRES_URL (default postgres@127.0.0.1:5432/test); "
+        "skipped when it does not answer",
+    )
