@@ -85,7 +85,8 @@ def learned_duration(
             from carbon_sensors.ledger import Ledger
 
             ledger = Ledger(ledger)  # type: ignore[arg-type]
-        history = ledger.durations(orchestrator, dag_id, task_id, limit=HISTORY_RUNS)  # type: ignore[union-attr]
+        history = [d for d in ledger.durations(orchestrator, dag_id, task_id, limit=HISTORY_RUNS)  # type: ignore[union-attr]
+                   if d.total_seconds() > 0]
     except Exception as exc:  # noqa: BLE001 - no history is the answer when the ledger is out of reach
         log.warning("carbon-sensors cannot read run times from the ledger (%s); no history to learn from", exc)
         return None, 0
@@ -159,7 +160,8 @@ class RunRecorder:
             if self.strict:
                 raise
             log.warning("carbon-sensors could not complete the run record", exc_info=True)
-        self._write("finish", self.record)
+        if self._write("finish", self.record):
+            self._land_spool()
         return False  # the work's own exception, if any, propagates unchanged
 
     # -- building the record ------------------------------------------------------------------
@@ -299,10 +301,19 @@ class RunRecorder:
             self._ledger = arg if isinstance(arg, Ledger) else Ledger(arg)
         return self._ledger
 
-    def _write(self, operation: str, record: RunRecord) -> None:
+    def _land_spool(self) -> None:
+        """Records spooled while the ledger was away land with the next run that reaches it."""
+        try:
+            if self.ledger.spooled():
+                log.info("carbon-sensors: landed %d spooled run records", self.ledger.flush_spool())
+        except Exception as exc:  # noqa: BLE001 - reconcile lands them later
+            log.debug("carbon-sensors: spooled records not landed yet: %s", exc)
+
+    def _write(self, operation: str, record: RunRecord) -> bool:
+        """Write to the ledger (True), or spool the record with a warning (False); raise when strict."""
         try:
             getattr(self.ledger, operation)(record)
-            return
+            return True
         except Exception as exc:
             if self.strict:
                 raise RecordingError(f"cannot write the run record to the ledger: {exc}") from exc
@@ -314,3 +325,4 @@ class RunRecorder:
         except Exception as exc:  # noqa: BLE001 - recording must never fail the work
             log.warning("carbon-sensors: the run record is lost: the ledger (%s) and the spool (%s) both failed",
                         problem, exc)
+        return False
