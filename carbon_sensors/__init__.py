@@ -9,6 +9,7 @@ adapters live in ``carbon_sensors.sensors``, ``.triggers``, ``.operators`` and `
 'GB'
 """
 
+from carbon_sensors.accounting import Prices
 from carbon_sensors.clock import Clock, SystemClock
 from carbon_sensors.deadlines import After, NextLocalTime, resolve_deadline
 from carbon_sensors.errors import (
@@ -19,6 +20,10 @@ from carbon_sensors.errors import (
     ForecastError,
     GateError,
     InvalidForecastError,
+    LedgerError,
+    LedgerSchemaError,
+    PricingError,
+    RecordingError,
     SignalMismatchError,
     SourceAuthError,
     SourceDataError,
@@ -29,6 +34,8 @@ from carbon_sensors.errors import (
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.gate import CarbonGate, Decision, Override, decide, wait_for_window
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
+from carbon_sensors.recording import RunRecorder
+from carbon_sensors.records import RunKey, RunRecord
 from carbon_sensors.signals import EmbeddedProfileSource, FileSource, Source
 
 __version__ = "0.1.0"
@@ -48,10 +55,18 @@ __all__ = [
     "ForecastError",
     "GateError",
     "InvalidForecastError",
+    "LedgerError",
+    "LedgerSchemaError",
     "NextLocalTime",
     "Override",
     "Plan",
     "Policy",
+    "Prices",
+    "PricingError",
+    "RecordingError",
+    "RunKey",
+    "RunRecord",
+    "RunRecorder",
     "SignalMismatchError",
     "Source",
     "SourceAuthError",

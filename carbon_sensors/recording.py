@@ -153,7 +153,7 @@ class RunRecorder:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         self._stop.set()
-        measurement = self._stop_meter()
+        measurement = self._stop_meter(exc_type, exc, tb)
         try:
             self.record = self._finished_record(measurement, exc)
         except CarbonSensorsError:
@@ -271,16 +271,16 @@ class RunRecorder:
             log.warning("carbon-sensors cannot start the energy meter (%s); this run's energy is unknown", exc)
             return None
 
-    def _stop_meter(self) -> Any:
+    def _stop_meter(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
         if self._meter is None:
             return None
         try:
-            self._meter.__exit__(None, None, None)
+            self._meter.__exit__(exc_type, exc, tb)  # a strict meter raises only when the work succeeded
             return self._meter.measurement
-        except Exception as exc:
+        except Exception as err:
             if self.strict:
-                raise RecordingError(f"cannot read the energy meter: {exc}") from exc
-            log.warning("carbon-sensors cannot read the energy meter (%s); this run's energy is unknown", exc)
+                raise RecordingError(f"cannot read the energy meter: {err}") from err
+            log.warning("carbon-sensors cannot read the energy meter (%s); this run's energy is unknown", err)
             return None
 
     def _beat(self) -> None:

@@ -107,7 +107,7 @@ def test_bad_price_tables_say_what_to_fix(tmp_path, monkeypatch):
     """Unknown keys, negative prices, unreadable files and bad env values raise PricingError with a hint."""
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"usd_per_kwh": 0.2, "usd_per_kWh": 0.3}))
-    with pytest.raises(PricingError, match="unknown keys.*usd_per_kWh"):
+    with pytest.raises(PricingError, match=r"unknown keys.*usd_per_kWh"):
         Prices.load(bad)
     with pytest.raises(PricingError, match="non-negative"):
         Prices(usd_per_1k_tokens={"m": (-1, 0)})

@@ -7,7 +7,8 @@ import carbon_sensors
 EXPECTED = {
     "After", "CarbonGate", "CarbonSensorsError", "Clock", "ConfigurationError", "DeadlineError", "Decision",
     "EmbeddedProfileSource", "FileSource", "Forecast", "ForecastCoverageError", "ForecastError", "GateError",
-    "InvalidForecastError", "NextLocalTime", "Override", "Plan", "Policy", "SignalMismatchError", "Source",
+    "InvalidForecastError", "LedgerError", "LedgerSchemaError", "NextLocalTime", "Prices", "PricingError",
+    "RecordingError", "RunKey", "RunRecord", "RunRecorder", "Override", "Plan", "Policy", "SignalMismatchError", "Source",
     "SourceAuthError", "SourceDataError", "SourceError", "SourceUnavailableError", "SystemClock",
     "UnknownZoneError", "__version__", "decide", "latest_start", "plan", "resolve_deadline",
     "wait_for_window",
