@@ -149,3 +149,45 @@ def test_expected_duration_is_learned_from_recent_successful_runs(tmp_path):
 def test_an_unreadable_ledger_means_no_history(tmp_path):
     """A ledger that cannot be read is no history (the gate starts at once), never an error in the task."""
     assert learned_duration(f"sqlite:///{tmp_path / 'no-dir' / 'x.db'}", "airflow", "d", "t") == (None, 0)
+
+
+WORKER = """
+import sys, time
+from datetime import timedelta
+from carbon_sensors.metering import MeterSettings
+from carbon_sensors.records import RunKey
+from carbon_sensors.recording import RunRecorder
+
+key = RunKey("python", "nightly", "enrich", "killed-run")
+with RunRecorder(key, ledger=sys.argv[1], meter_settings=MeterSettings(gpu=False),
+                 heartbeat_interval=timedelta(seconds=0.2)):
+    print("started", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_worker_killed_mid_run_leaves_a_started_record_that_reconcile_closes(tmp_path):
+    """SIGKILL a real worker process mid-run: its started record survives, and reconcile marks it abandoned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from carbon_sensors.cli import main
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "started"
+        time.sleep(0.6)  # a few heartbeats
+        worker.send_signal(signal.SIGKILL)
+        assert worker.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        worker.kill()
+    key = RunKey("python", "nightly", "enrich", "killed-run")
+    left = Ledger(url).get(key)
+    assert left is not None and left.status == "started" and left.heartbeat_at > left.started_at
+    time.sleep(0.2)
+    assert main(["reconcile", "--ledger", url, "--stale-after", "0.1", "--no-reprice"]) == 0
+    closed = Ledger(url).get(key)
+    assert closed.status == "abandoned" and closed.ended_at == left.heartbeat_at
