@@ -1,0 +1,217 @@
+"""Gate settings for Prefect: the same flat keywords as the Airflow sensor, with ``block=`` for ``conn_id=``.
+
+Also the JSON form a gate travels in (a flow run label), and :class:`BlockSource`, which wraps a
+credentialed source whose key lives in a Prefect block so that its errors name the block to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from carbon_sensors.clock import default_clock
+from carbon_sensors.deadlines import DeadlineSpec
+from carbon_sensors.errors import ConfigurationError, SourceAuthError
+from carbon_sensors.forecast import Forecast
+from carbon_sensors.gate import CarbonGate
+from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
+from carbon_sensors.signals import Source, source_from_spec
+
+__all__ = [
+    "BLOCK_PREFIX",
+    "CREDENTIAL_KINDS",
+    "GATE_SETTINGS",
+    "BlockSource",
+    "build_gate",
+    "gate_from_dict",
+    "gate_to_dict",
+    "prefect_source",
+]
+
+#: A source's ``conn_id`` that names a Prefect block rather than an Airflow connection. Airflow
+#: connection ids cannot hold a colon, so the two never collide.
+BLOCK_PREFIX = "prefect-block:"
+#: Source kinds that need credentials, hence take a block.
+CREDENTIAL_KINDS = ("electricitymaps", "watttime", "carbon_aware_sdk")
+# Prefect's own rule for block document names.
+_BLOCK_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def build_gate(
+    *,
+    zone: str | None = None,
+    zones: Sequence[str] | None = None,
+    deadline: DeadlineSpec,
+    expected_duration: timedelta,
+    source: Source | str | dict[str, Any] = "embedded",
+    max_delay: timedelta | None = None,
+    threshold: float | None = None,
+    min_saving_pct: float = DEFAULT_MIN_SAVING_PCT,
+    safety_margin: timedelta | None = None,
+    on_source_error: str = "run_now",
+    check_interval: timedelta = timedelta(minutes=1),
+    block: str | None = None,
+    fallbacks: Sequence[Source | str | dict[str, Any]] | None = None,
+) -> CarbonGate:
+    """A :class:`~carbon_sensors.gate.CarbonGate` from the flat keywords the Prefect adapter takes.
+
+    The same settings as the Airflow sensor; ``block`` (the name of a credentials block, see
+    :mod:`carbon_sensors.prefect.blocks`) stands where the sensor takes ``conn_id``. A source spec may
+    also carry it: ``source={"kind": "electricitymaps", "block": "em-prod"}``.
+    """
+    if (zone is None) == (zones is None):
+        raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
+    gate = CarbonGate(
+        zones=zone if zone is not None else tuple(zones or ()),
+        deadline=deadline,
+        expected_duration=expected_duration,
+        source=prefect_source(source, block=block),
+        policy=Policy(max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin),
+        on_source_error=on_source_error,
+        check_interval=check_interval,
+        fallbacks=tuple(prefect_source(f) for f in fallbacks or ()),
+    )
+    gate.check_not_past(default_clock().now())
+    return gate
+
+
+#: The keywords :func:`build_gate` takes (the Airflow sensor's, ``block`` in place of ``conn_id``).
+GATE_SETTINGS = frozenset(build_gate.__kwdefaults__) | {"deadline", "expected_duration"}
+
+
+def prefect_source(source: Source | str | dict[str, Any], *, block: str | None = None) -> Source:
+    """A source from a spec, a kind name or a source; a block name (in the spec or ``block=``) wraps it."""
+    if isinstance(source, BlockSource):
+        if block is not None and block != source.block:
+            raise ConfigurationError(f"the source already names the block {source.block!r}; remove block={block!r}")
+        return source
+    if isinstance(source, str):
+        source = {"kind": source}
+    if not isinstance(source, dict):
+        if block is None and not _names_block(getattr(source, "conn_id", None)):
+            return source_from_spec(source)
+        if not hasattr(source, "to_spec"):
+            raise ConfigurationError(f"source must be a spec dict, a kind name or a Source, got {type(source).__name__}")
+        source = source.to_spec()
+    spec = dict(source)
+    name = spec.pop("block", None)
+    conn_id = spec.get("conn_id")
+    if _names_block(conn_id):
+        name = name or conn_id[len(BLOCK_PREFIX):]
+    elif conn_id:
+        raise ConfigurationError(
+            f"conn_id={conn_id!r} names an Airflow connection; in Prefect name a credentials block instead: "
+            f"{{'kind': {spec.get('kind')!r}, 'block': 'my-block'}}"
+        )
+    if block is not None:
+        if name is not None and name != block:
+            raise ConfigurationError(f"the source names the block {name!r} and block={block!r}; give one")
+        name = block
+    if name is None:
+        return source_from_spec(spec)
+    kind = spec.get("kind")
+    if kind not in CREDENTIAL_KINDS:
+        raise ConfigurationError(
+            f"the {kind!r} source needs no credentials; remove the block {name!r} "
+            f"(blocks are for {', '.join(CREDENTIAL_KINDS)})"
+        )
+    if not isinstance(name, str) or not _BLOCK_NAME.match(name):
+        raise ConfigurationError(
+            f"block must be a Prefect block document name (lower-case letters, digits and dashes), got {name!r}"
+        )
+    spec["conn_id"] = BLOCK_PREFIX + name
+    return BlockSource(source_from_spec(spec), name)
+
+
+def _names_block(conn_id: Any) -> bool:
+    return isinstance(conn_id, str) and conn_id.startswith(BLOCK_PREFIX)
+
+
+class BlockSource:
+    """A credentialed source whose key is read from a Prefect block when it fetches.
+
+    Delegates everything to ``inner``; a refused or missing key becomes a
+    :class:`~carbon_sensors.errors.SourceAuthError` that names the block and says how to fix it.
+    ``to_spec()`` carries the block's name, never its contents.
+    """
+
+    def __init__(self, inner: Source, block: str) -> None:
+        self.inner, self.block = inner, block
+        self.kind = inner.kind
+        self.signal = inner.signal
+        self.refresh_interval = inner.refresh_interval
+
+    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        try:
+            return await self.inner.fetch(zone, start, end, now=now)
+        except SourceAuthError as exc:
+            raise SourceAuthError(block_hint(str(exc), self.kind, self.block)) from None
+
+    def check_zone(self, zone: str) -> None:
+        self.inner.check_zone(zone)
+
+    def to_spec(self) -> dict[str, Any]:
+        spec = self.inner.to_spec()
+        spec.pop("conn_id", None)
+        spec["block"] = self.block
+        return spec
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlockSource) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.block))
+
+    def __repr__(self) -> str:
+        return f"BlockSource({self.inner!r}, block={self.block!r})"
+
+
+def block_hint(message: str, kind: str, block: str) -> str:
+    """``message`` (a source's auth error) with its fix-it advice replaced by where the key really is."""
+    from carbon_sensors.prefect.blocks import block_class_for
+
+    cls = block_class_for(kind)
+    what = "username and password" if kind == "watttime" else "API key"
+    head = message.split("; ", 1)[0]
+    return (
+        f"{head}; check the {what} in the Prefect block {block!r} (type {cls.get_block_type_slug()!r}): "
+        f"update it in the UI under Blocks, or run {cls.__name__}(...).save({block!r}, overwrite=True)"
+    )
+
+
+def gate_to_dict(gate: CarbonGate) -> dict[str, Any]:
+    """A gate's settings, JSON-able (no deadline: a run carries its absolute deadline apart)."""
+    return {
+        "zones": list(gate.zones),
+        "expected_duration_s": gate.expected_duration.total_seconds(),
+        "source": gate.source.to_spec(),
+        "fallbacks": [f.to_spec() for f in gate.fallbacks],
+        "policy": gate.policy.to_dict(),
+        "on_source_error": gate.on_source_error,
+        "check_interval_s": gate.check_interval.total_seconds(),
+    }
+
+
+def gate_from_dict(data: dict[str, Any] | str, deadline: datetime) -> CarbonGate:
+    """Rebuild a gate written by :func:`gate_to_dict` (or its JSON text), with an absolute ``deadline``."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise ConfigurationError(f"the carbon gate settings on this run are not JSON: {data[:80]!r}") from None
+    try:
+        return CarbonGate(
+            zones=tuple(data["zones"]),
+            deadline=deadline,
+            expected_duration=timedelta(seconds=float(data["expected_duration_s"])),
+            source=prefect_source(data.get("source") or "embedded"),
+            policy=Policy.from_dict(data.get("policy") or {}),
+            on_source_error=data.get("on_source_error", "run_now"),
+            check_interval=timedelta(seconds=float(data.get("check_interval_s", 60.0))),
+            fallbacks=tuple(prefect_source(f) for f in data.get("fallbacks") or ()),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigurationError(f"the carbon gate settings on this run are incomplete ({exc!r})") from None
