@@ -103,3 +103,33 @@ def test_conn_id_travels_in_the_spec_and_only_where_a_source_takes_credentials()
     with pytest.raises(ConfigurationError, match="takes no connection"):
         build_gate(zone="GB", deadline=After(hours=4), expected_duration=timedelta(hours=1), source="neso",
                    conn_id="my_conn")
+
+
+
+def test_one_source_serves_callers_on_successive_event_loops():
+    """Sync callers (CLI, the run recorder, Prefect) run each fetch in a new event loop; the client follows."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from carbon_sensors.signals.http import HttpClient
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # connections stay open in the client's pool between requests
+
+        def do_GET(self) -> None:
+            send_json(self, {"path": self.path})
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        client = HttpClient(f"http://127.0.0.1:{server.server_address[1]}", what="test source")
+        first = asyncio.run(client.get_json("/a"))
+        second = asyncio.run(client.get_json("/b"))  # the first loop, and the connection it opened, are gone
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (first, second) == ({"path": "/a"}, {"path": "/b"})

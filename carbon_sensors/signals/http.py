@@ -70,15 +70,22 @@ class HttpClient:
         self.what, self.settings, self.transport = what, settings or HttpSettings(), transport
         self.credentials_hint = credentials_hint
         self._client: Any = None
+        self._loop: Any = None  # a weak reference to the loop the client's connections belong to
 
     def _http(self) -> Any:
+        import weakref
+
         import httpx
 
-        if self._client is None or self._client.is_closed:
+        loop = asyncio.get_running_loop()
+        # Sync callers (the CLI, the run recorder, Prefect) run each call in a new loop; pooled
+        # connections of a closed loop cannot be reused, so each loop gets its own client.
+        if self._client is None or self._client.is_closed or self._loop is None or self._loop() is not loop:
             timeout = httpx.Timeout(self.settings.read_timeout_s, connect=self.settings.connect_timeout_s)
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=self.transport,
                                              headers={"Accept": "application/json"}, follow_redirects=False,
                                              verify=_ssl_context())
+            self._loop = weakref.ref(loop)
         return self._client
 
     async def aclose(self) -> None:
