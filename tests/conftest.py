@@ -68,17 +68,6 @@ def _no_overrides_leak(monkeypatch):
         sys.modules["carbon_sensors.triggers.carbon"]._overrides.clear()
 
 
-def write_forecast_csv(path: Path, start, values, step_minutes: int = 60) -> Path:
-    """Write a simple intensity CSV (timestamp with offset, carbon_intensity) for a FileSource."""
-    from datetime import timedelta
-
-    lines = ["timestamp,carbon_intensity"]
-    for i, value in enumerate(values):
-        lines.append(f"{(start + timedelta(minutes=step_minutes * i)).isoformat()},{value}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def pytest_configure(config):
     """Register the marker of the tests that need a PostgreSQL server (they skip where none answers)."""
     config.addinivalue_line(

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import write_forecast_csv
+from forecast_csv import write_forecast_csv
 
 from carbon_sensors import After, CarbonGate, ConfigurationError, DeadlineError, Policy, UnknownZoneError, decide
 from carbon_sensors.gate import add_decision_listener, remove_decision_listener, wait_for_window

@@ -9,7 +9,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import TaskDeferred
 from airflow_context import context_at
-from conftest import write_forecast_csv
+from forecast_csv import write_forecast_csv
 
 from carbon_sensors import After, CarbonGate, ConfigurationError, GateError
 from carbon_sensors.decorators import carbon_aware

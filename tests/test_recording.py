@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import write_forecast_csv
+from forecast_csv import write_forecast_csv
 
 from carbon_sensors.errors import RecordingError
 from carbon_sensors.ledger import Ledger

@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk import DAG, PokeReturnValue
 from airflow.sdk.exceptions import TaskDeferred
 from airflow_context import context_at
-from conftest import write_forecast_csv
+from forecast_csv import write_forecast_csv
 
 from carbon_sensors import After, ConfigurationError, DeadlineError, GateError, UnknownZoneError
 from carbon_sensors.sensors import CarbonAwareSensor

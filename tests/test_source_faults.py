@@ -86,7 +86,7 @@ def test_fail_policy_reports_the_fault_as_an_error_event():
 
 def test_fallback_chain_is_tried_in_order(tmp_path):
     """When the primary fails, the fallbacks are tried in order and the record names the one that served."""
-    from conftest import write_forecast_csv
+    from forecast_csv import write_forecast_csv
 
     path = write_forecast_csv(tmp_path / "gb.csv", datetime(2023, 3, 15, 0, 0, tzinfo=UTC), [300, 300, 250, 100, 300, 300])
     with faulty_server(FAULTS["500 always"]) as down, faulty_server(FAULTS["401"]) as refused:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from clocks import ScriptedClock
-from conftest import write_forecast_csv
+from forecast_csv import write_forecast_csv
 
 from carbon_sensors.testing import FrozenClock
 from carbon_sensors.triggers.carbon import CarbonWindowTrigger
