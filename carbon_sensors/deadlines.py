@@ -90,7 +90,12 @@ class After:
 
 @dataclass(frozen=True, slots=True)
 class NextLocalTime:
-    """The first ``at`` wall-clock time in ``timezone`` strictly after the anchor, e.g. "by 06:00"."""
+    """The first ``at`` wall-clock time in ``timezone`` strictly after the anchor, e.g. "by 06:00".
+
+    A time that a spring-forward night skips (02:30 in Berlin) moves forward by the gap (03:30
+    CEST). A time that a fall-back night repeats is its first occurrence after the anchor: the
+    earlier one (summer time) unless the anchor lies between the two.
+    """
 
     at: str
     timezone: str = "UTC"
@@ -110,15 +115,18 @@ class NextLocalTime:
         wall = time.fromisoformat(self.at)
         local = pendulum.instance(as_utc(anchor, self.anchor)).in_timezone(self.timezone)
 
-        def on(day: Any) -> Any:
-            # pendulum.datetime() moves a wall time that falls in a DST gap forward by the gap
-            # (02:30 on a spring-forward night becomes 03:30), never backward.
-            return pendulum.datetime(day.year, day.month, day.day, wall.hour, wall.minute, wall.second, tz=self.timezone)
+        def on(day: Any) -> list[Any]:
+            # fold=1 moves a wall time that falls in a DST gap forward by the gap (02:30 on a
+            # spring-forward night becomes 03:30), never backward. On a fall-back night the wall
+            # time comes twice: fold=0 is the first occurrence, fold=1 the second.
+            # Compared in UTC: datetimes sharing a tzinfo compare by wall time, whatever their fold.
+            first, second = (pendulum.datetime(day.year, day.month, day.day, wall.hour, wall.minute, wall.second,
+                                               tz=self.timezone, fold=fold) for fold in (0, 1))
+            repeated = (first.hour, first.minute, first.second) == (wall.hour, wall.minute, wall.second)
+            return [as_utc(first), as_utc(second)] if repeated else [as_utc(second)]
 
-        candidate = on(local)
-        if candidate <= local:
-            candidate = on(local.add(days=1))
-        return as_utc(candidate)
+        after = as_utc(anchor, self.anchor)
+        return min(c for day in (local, local.add(days=1)) for c in on(day) if c > after)
 
     def to_dict(self) -> dict:
         return {"kind": "next_local_time", "at": self.at, "timezone": self.timezone, "anchor": self.anchor}

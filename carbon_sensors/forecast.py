@@ -64,6 +64,8 @@ class Forecast:
         if self.signal not in SIGNALS:
             raise ConfigurationError(f"signal must be 'average' or 'marginal', got {self.signal!r}")
         object.__setattr__(self, "issued_at", as_utc(self.issued_at, "forecast issued_at"))
+        if self.measured_until is not None:
+            object.__setattr__(self, "measured_until", as_utc(self.measured_until, "forecast measured_until"))
         where = f"forecast for zone {self.zone!r} from {self.source!r}"
         if not (isinstance(self.error_24h, int | float) and 0.0 <= self.error_24h < 10.0):
             raise ConfigurationError(f"error_24h must be a relative error such as 0.1, got {self.error_24h!r}")

@@ -225,7 +225,9 @@ async def decide(
             "give decide() a gate with a concrete duration: dataclasses.replace(gate, expected_duration=...)"
         )
     policy = gate.policy
-    if waiting_until is not None and as_utc(now) < waiting_until and policy.min_saving_pct:
+    if waiting_until is not None:
+        waiting_until = as_utc(waiting_until, "waiting_until")
+    if waiting_until is not None and as_utc(now, "now") < waiting_until and policy.min_saving_pct:
         policy = _without_minimum(policy)
     decision = await _decide(gate, policy, now, deadline, submitted_at, override, memory)
     counterfactual, signal = intensity_at_submission, signal_at_submission

@@ -61,3 +61,21 @@ def test_every_live_source_carries_all_its_http_settings_in_its_spec():
         source = source_from_spec({**spec, **tuned})
         assert source.settings == HttpSettings(**tuned), spec["kind"]
         assert {k: source.to_spec()[k] for k in tuned} == tuned
+
+
+def test_a_shared_fetch_failing_unexpectedly_gives_every_waiter_the_same_error():
+    """A single-flight fetch that fails with a foreign error hands that error to all waiters, not a cancellation."""
+    from carbon_sensors.signals.cache import ForecastCache
+
+    cache = ForecastCache()
+
+    async def broken():
+        await asyncio.sleep(0.01)
+        raise KeyError("forecast")
+
+    async def both():
+        calls = [cache.get("k", broken, ttl_s=60, max_stale_s=0) for _ in range(2)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(both())
+    assert [type(r).__name__ for r in results] == ["KeyError", "KeyError"]

@@ -45,10 +45,33 @@ def relabel(forecast: Forecast, zone: str) -> Forecast:
     return forecast if forecast.zone == zone else replace(forecast, zone=zone)
 
 
+#: Timestamps outside these years are misdated data (and would overflow slot arithmetic near datetime's limits).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+
+
 def parse_time(value: Any, what: str, where: str) -> datetime:
     """An ISO-8601 timestamp from a response (naive means UTC), or SourceDataError."""
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise SourceDataError(f"{where}: {what} has a bad timestamp {str(value)[:40]!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else as_utc(moment)
+    return utc_moment(moment, what, where)
+
+
+def utc_moment(moment: datetime, what: str, where: str) -> datetime:
+    """A parsed timestamp in UTC (naive means UTC); one outside FIRST_YEAR..LAST_YEAR raises SourceDataError."""
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else as_utc(moment)
+    except (OverflowError, ValueError):  # beyond the calendar once moved to UTC (year 0 or 10000)
+        moment = None
+    if moment is None or not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise SourceDataError(f"{where}: {what} is misdated (outside the years {FIRST_YEAR}-{LAST_YEAR})")
+    return moment
+
+
+def to_float(value: int | float, what: str, where: str) -> float:
+    """A JSON number as a float; an integer too large for a float raises SourceDataError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise SourceDataError(f"{where}: {what} is a number too large to be an intensity") from None

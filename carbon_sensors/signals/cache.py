@@ -66,9 +66,13 @@ class ForecastCache:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
             raise
-        except BaseException as exc:  # cancelled: let the waiters retry rather than hang
+        except asyncio.CancelledError:  # cancelled: let the waiters retry rather than hang
             future.cancel()
-            raise exc
+            raise
+        except BaseException as exc:  # any other failure: every waiter gets the same error, not a cancellation
+            future.set_exception(exc)
+            future.exception()
+            raise
         finally:
             self._inflight.pop(key, None)
         self._entries[key] = (time.monotonic(), forecast)

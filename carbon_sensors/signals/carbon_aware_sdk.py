@@ -58,14 +58,16 @@ no header is sent. The connection's Host is not used: ``base_url`` decides where
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from carbon_sensors.errors import ConfigurationError, SourceDataError, UnknownZoneError
 from carbon_sensors.forecast import SIGNALS, Forecast, Signal
+from carbon_sensors.signals._common import to_float, utc_moment
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.credentials import env_prefix, resolve_credentials
 from carbon_sensors.signals.http import HttpClient, HttpSettings
@@ -229,10 +231,14 @@ def parse_carbon_aware_sdk(payload: Any, *, zone: str, location: str, signal: Si
             raise SourceDataError(f"{_WHAT}: point {i} for {location!r} lacks timestamp/value: {str(point)[:120]}") from None
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise SourceDataError(f"{_WHAT}: point {i} for {location!r} has a non-numeric value {value!r}")
-        points.append((start if start.tzinfo is not None else start.replace(tzinfo=UTC), float(value)))
+        points.append((utc_moment(start, f"point {i} for {location!r}", _WHAT),
+                       to_float(value, f"point {i} for {location!r}", _WHAT)))
         duration_min = point.get("duration")
     if isinstance(duration_min, int | float) and not isinstance(duration_min, bool) and duration_min > 0:
-        resolution: timedelta | None = timedelta(minutes=duration_min)
+        minutes = to_float(duration_min, "the last point's duration", _WHAT)
+        if not (math.isfinite(minutes) and 1 / 60 <= minutes <= 24 * 60):
+            raise SourceDataError(f"{_WHAT}: the last point for {location!r} lasts {minutes!r} minutes; expected 1 s to a day")
+        resolution: timedelta | None = timedelta(minutes=minutes)
     elif len(points) >= 2:
         resolution = None  # the step before the last point
     else:
@@ -252,6 +258,6 @@ def _issued_at(generated: Any, first: datetime, now: datetime) -> datetime:
     """``generatedAt`` where it parses (never later than now), else the first point's time."""
     try:
         issued = as_utc(datetime.fromisoformat(str(generated).replace("Z", "+00:00")))
-    except (ConfigurationError, ValueError):
+    except (ConfigurationError, ValueError, OverflowError):
         issued = first
     return min(issued, now)

@@ -40,6 +40,7 @@ it is never part of the spec, the repr, a log line or an error message.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,7 +50,7 @@ from carbon_sensors.forecast import Forecast
 from carbon_sensors.signals._common import check_base_url as _check_base_url
 from carbon_sensors.signals._common import coordinate as _coordinate
 from carbon_sensors.signals._common import number_text as _num
-from carbon_sensors.signals._common import parse_time
+from carbon_sensors.signals._common import parse_time, to_float
 from carbon_sensors.signals._common import relabel as _relabel
 from carbon_sensors.signals._common import scrubbed as _scrubbed
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
@@ -299,7 +300,7 @@ def _value(entry: Any, what: str) -> tuple[datetime, float]:
         raise SourceDataError(f"{_WHERE}: {what} lacks datetime/carbonIntensity: {str(entry)[:120]}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SourceDataError(f"{_WHERE}: {what} has a non-numeric carbonIntensity {value!r}")
-    return _time(stamp, what), float(value)
+    return _time(stamp, what), to_float(value, f"{what}'s carbonIntensity", _WHERE)
 
 
 def _check_entry(entry: dict, what: str, *, emission_factor_type: str, zone_key: str | None) -> None:
@@ -371,7 +372,7 @@ def parse_electricitymaps(
         measured_until = None if current[2] else start
     elif current is not None and not current[2] and current[0] == start and current[1] > 0:
         ratio = points[0][1] / current[1] - 1.0  # what the forecast says for the current slot vs. what was measured
-        recent_error = ratio if ratio > -1.0 else None
+        recent_error = ratio if math.isfinite(ratio) and ratio > -1.0 else None  # a freak value is ignored
     issued_at = now
     if forecast.get("updatedAt"):
         issued_at = min(now, _time(forecast["updatedAt"], "the forecast's updatedAt"))

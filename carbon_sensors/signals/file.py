@@ -159,12 +159,15 @@ class FileSource:
 
     def _read_rows(self) -> tuple[list[str], list[list[Any]]]:
         if self.path.suffix.lower() == ".csv":
-            with self.path.open(newline="", encoding="utf-8-sig") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header is None:
-                    raise SourceDataError(f"{self.path} is empty; it needs a header row and data rows")
-                return [h.strip() for h in header], list(reader)
+            try:
+                with self.path.open(newline="", encoding="utf-8-sig") as f:
+                    reader = csv.reader(f)
+                    header = next(reader, None)
+                    if header is None:
+                        raise SourceDataError(f"{self.path} is empty; it needs a header row and data rows")
+                    return [h.strip() for h in header], list(reader)
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise SourceDataError(f"{self.path} is not a readable UTF-8 CSV file ({exc}); re-export it") from None
         try:
             import pyarrow.parquet as pq
         except ImportError:
@@ -205,6 +208,11 @@ class FileSource:
             raw_value = row[v_i] if v_i < len(row) else None
             if raw_value in ("", None):
                 continue  # a gap: the previous point holds until the next one
+            if t_i >= len(row) or (z_i is not None and z_i >= len(row)):
+                raise SourceDataError(
+                    f"{self.path} line {line} has {len(row)} of the {len(columns)} columns; every row needs a time"
+                    + (" and a zone" if z_i is not None else "")
+                )
             when = self._parse_time(row[t_i], naive_zone, line, columns[t_i])
             try:
                 value = float(raw_value)
@@ -248,6 +256,8 @@ class FileSource:
             from zoneinfo import ZoneInfo
 
             moment = moment.replace(tzinfo=ZoneInfo(naive_zone))
+        if not 1900 <= moment.year <= 2999:  # misdated; and beyond datetime's range once moved to UTC
+            raise SourceDataError(f"{self.path} line {line}: time {raw!r} lies outside the years 1900-2999")
         return moment.timestamp()
 
     def _slice(self, series_by_zone: dict[str | None, _Series], zone: str, start: datetime, end: datetime) -> Forecast:

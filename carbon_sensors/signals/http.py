@@ -130,7 +130,7 @@ class HttpClient:
                 else:
                     try:
                         return response.json()
-                    except ValueError:
+                    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder goes
                         raise SourceDataError(
                             f"{where} returned malformed or truncated JSON ({len(response.content)} bytes)"
                         ) from None

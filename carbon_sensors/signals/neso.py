@@ -12,13 +12,14 @@ Values are average intensities in gCO2/kWh. The national endpoint returns ``actu
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceDataError, UnknownZoneError
 from carbon_sensors.forecast import Forecast
-from carbon_sensors.signals._common import relabel
+from carbon_sensors.signals._common import relabel, to_float, utc_moment
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.timeutil import as_utc
@@ -140,11 +141,15 @@ def parse_neso(payload: Any, *, zone: str, requested: datetime, now: datetime) -
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise SourceDataError(f"{where}: slot {i} has a non-numeric forecast {value!r}")
         actual = intensity.get("actual") if isinstance(intensity, dict) else None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        if i == 0 and isinstance(actual, int | float) and actual > 0 and value >= 0:
-            recent_error = value / actual - 1.0
-        points.append((start, float(value)))
+        start = utc_moment(start, f"slot {i}", where)
+        value = to_float(value, f"slot {i}'s forecast", where)
+        if i == 0 and isinstance(actual, int | float) and not isinstance(actual, bool) and value >= 0:
+            try:
+                error = value / float(actual) - 1.0 if actual > 0 else math.nan
+            except OverflowError:
+                error = math.nan
+            recent_error = error if math.isfinite(error) else None  # a refinement: a freak actual is ignored
+        points.append((start, value))
     first = points[0][0]
     if first > requested + _SLOT or first < requested - timedelta(hours=2):
         raise SourceDataError(

@@ -46,6 +46,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,7 @@ from carbon_sensors.forecast import Forecast
 from carbon_sensors.signals._common import check_base_url as _check_base_url
 from carbon_sensors.signals._common import coordinate as _coordinate
 from carbon_sensors.signals._common import number_text as _num
-from carbon_sensors.signals._common import parse_time
+from carbon_sensors.signals._common import parse_time, to_float
 from carbon_sensors.signals._common import relabel as _relabel
 from carbon_sensors.signals._common import scrubbed as _scrubbed
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
@@ -392,7 +393,7 @@ def parse_watttime(
         raise SourceDataError(f"{_WHERE} returned an empty {'history' if measured else 'forecast'} for {zone!r}")
     meta = meta if isinstance(meta, dict) else {}
     units = meta.get("units", "lbs_co2_per_mwh")  # the documented unit for co2_moer and co2_aoer
-    if units not in _UNITS:
+    if not isinstance(units, str) or units not in _UNITS:
         raise SourceDataError(f"{_WHERE} returned values in {units!r}; only lbs_co2_per_mwh is understood")
     if meta.get("signal_type") not in (None, signal_type):
         raise SourceDataError(f"{_WHERE} returned {meta['signal_type']!r} data, but {signal_type!r} was asked for")
@@ -401,7 +402,10 @@ def parse_watttime(
     factor = _UNITS[units]
     period = _PERIOD
     if isinstance(meta.get("data_point_period_seconds"), int | float) and meta["data_point_period_seconds"] > 0:
-        period = timedelta(seconds=float(meta["data_point_period_seconds"]))
+        seconds = to_float(meta["data_point_period_seconds"], "meta.data_point_period_seconds", _WHERE)
+        if not (math.isfinite(seconds) and 1 <= seconds <= 86400):
+            raise SourceDataError(f"{_WHERE} returned data_point_period_seconds {seconds!r}; expected 1 s to a day")
+        period = timedelta(seconds=seconds)
     points: list[tuple[datetime, float]] = []
     for i, entry in enumerate(data):
         try:
@@ -413,7 +417,7 @@ def parse_watttime(
         moment = _time(stamp, f"point {i}")
         if points and not moment > points[-1][0]:
             raise SourceDataError(f"{_WHERE}: point {i} ({moment.isoformat()}) is out of time order")
-        points.append((moment, float(value) * factor))
+        points.append((moment, to_float(value, f"point {i}'s value", _WHERE) * factor))
     source = PROVIDER
     if measured:
         end = points[-1][0] + period
