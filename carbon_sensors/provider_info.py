@@ -73,6 +73,28 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/etc/carbon-sensors/prices.toml",
                         "default": "",
                     },
+                    "record_decisions": {
+                        "description": "When True, every gate decision (each re-plan) goes to the ledger's "
+                        "decision trail, which the Carbon page shows; written from a background thread.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "ui_zones": {
+                        "description": "Zones the Carbon page charts even when no gate waits there, comma separated.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "DE,GB",
+                        "default": "",
+                    },
+                    "ui_source": {
+                        "description": "Source of those charts: a source kind or a JSON source spec (default: embedded).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "neso",
+                        "default": "",
+                    },
                     "strict_recording": {
                         "description": "When True, a gated task fails if its run record cannot be written "
                         "(by default it logs a warning and spools the record).",

@@ -409,7 +409,7 @@ def test_a_v1_ledger_is_migrated(url, tmp_path):
     with Ledger(url, spool_dir=tmp_path / "spool") as ledger:
         assert ledger.schema_version() == 1
         assert ledger.get(record.key) == record
-        assert ledger.schema_version() == SCHEMA_VERSION == 2
+        assert ledger.schema_version() == SCHEMA_VERSION == 3
         assert _rows(ledger)[0]["total_tokens"] == 1505
         assert ledger.durations("airflow", "nightly", "enrich") == [record.ended_at - record.started_at]
         with ledger.engine.connect() as conn:

@@ -253,18 +253,37 @@ class GateRun:
         if self.gate.expected_duration is None:
             from carbon_sensors.planning import MIN_HISTORY_RUNS
 
-            return Decision(
+            decision = Decision(
                 "forced",
                 f"Starting now: expected_duration is learned from the ledger and it holds {self.history_runs} of the "
                 f"{MIN_HISTORY_RUNS} successful runs needed; give expected_duration= to plan from the first run.",
                 self.now, self.gate.home_zone, forced_reason="no_duration_history", submitted_at=self.submitted_at,
             )
+            self._record(decision)
+            return decision
         decision = run_sync(
             decide(self.gate, now=self.now, deadline=self.deadline, submitted_at=self.submitted_at, override=self.override())
         )
         if decision.status == "wait":  # go/forced are logged once, by finish()
             self.task.log.info("Carbon gate waiting: %s", decision.reason)
+        self._record(decision)
         return decision
+
+    def _record(self, decision: Decision) -> None:
+        """Write the decision to the ledger's decision trail; a failure is a warning, never the task's."""
+        try:
+            from carbon_sensors.plugins import trail
+
+            if not trail.recording_enabled():
+                return
+            ti = self.context.get("ti")
+            trail.record_now(trail.decision_entry(
+                decision, dag_id=self.task.dag_id, task_id=self.task.task_id, run_id=getattr(ti, "run_id", None),
+                try_number=getattr(ti, "try_number", None), map_index=getattr(ti, "map_index", -1), gate=self.gate,
+                origin=trail.ORIGIN_WORKER,
+            ), ledger_url())
+        except Exception as exc:  # noqa: BLE001 - the trail never fails a task
+            log.warning("cannot record the carbon gate decision (%s); the gate goes on", exc)
 
     def trigger(self, first: Decision) -> CarbonWindowTrigger:
         from carbon_sensors.triggers.carbon import CarbonWindowTrigger
@@ -287,6 +306,7 @@ class GateRun:
             fallbacks=[f.to_spec() for f in self.gate.fallbacks],
             signal_at_submission=first.signal_at_submission,
             waiting_until=first.plan.planned_start if first.plan is not None else None,
+            try_number=try_number if isinstance(try_number := getattr(ti, "try_number", None), int) else None,
         )
 
 
@@ -302,7 +322,14 @@ def finish(task: Any, event: Any) -> dict[str, Any]:
         task.log.warning("Carbon gate FORCED start (%s): %s", event.get("forced_reason"), event.get("reason"))
     else:
         task.log.info("Carbon gate go: %s", event.get("reason"))
+    _metrics().gate_opened(event, task)
     return event
+
+
+def _metrics() -> Any:
+    from carbon_sensors.plugins import metrics
+
+    return metrics
 
 
 class CarbonGateMixin:
@@ -337,8 +364,11 @@ class CarbonGateMixin:
         if not self.record_run:
             return super().execute(context)  # type: ignore[misc]
         recorder = self._recorder(context, decision)
-        with recorder:
-            result = super().execute(context)  # type: ignore[misc]
+        try:
+            with recorder:
+                result = super().execute(context)  # type: ignore[misc]
+        finally:
+            _metrics().run_recorded(getattr(recorder, "record", None))
         ti.xcom_push(key=RECORD_XCOM_KEY, value=recorder.record.summary())
         return result
 
@@ -398,6 +428,11 @@ def carbon_gated(operator_class: type) -> type:
             self.record_run, self.strict_recording = bool(record_run), bool(strict_recording)
 
         namespace = {"__module__": __name__, "__doc__": operator_class.__doc__, "__init__": __init__}
+        links = getattr(operator_class, "operator_extra_links", ())
+        if isinstance(links, list | tuple):  # a property computes its own links: leave those alone
+            from carbon_sensors.plugins.links import CarbonPlanLink
+
+            namespace["operator_extra_links"] = (*links, CarbonPlanLink())
         cls = type(name, (CarbonGateMixin, operator_class), namespace)
         _gated_classes[operator_class] = cls
         setattr(sys.modules[__name__], name, cls)  # importable by path, as Airflow sometimes needs

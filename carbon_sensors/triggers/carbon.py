@@ -24,6 +24,7 @@ import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection reso
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
 from carbon_sensors.planning import Policy
+from carbon_sensors.plugins import metrics, trail
 from carbon_sensors.timeutil import parse_utc, to_iso
 
 __all__ = ["CLASSPATH", "CarbonWindowTrigger"]
@@ -59,6 +60,7 @@ class CarbonWindowTrigger(BaseTrigger):
         fallbacks: list[dict[str, Any]] | None = None,
         signal_at_submission: str | None = None,
         waiting_until: str | datetime | None = None,
+        try_number: int | None = None,
     ) -> None:
         super().__init__()
         # Only the gate and this task's own facts are kept (no copies of the kwargs): a triggerer
@@ -78,6 +80,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.intensity_at_submission = intensity_at_submission
         self.signal_at_submission = signal_at_submission
         self.waiting_until = None if waiting_until is None else parse_utc(waiting_until, "waiting_until")
+        self.try_number = try_number
 
     @property
     def deadline(self) -> datetime:
@@ -108,11 +111,13 @@ class CarbonWindowTrigger(BaseTrigger):
                 "fallbacks": [f.to_spec() for f in gate.fallbacks],
                 "signal_at_submission": self.signal_at_submission,
                 "waiting_until": to_iso(self.waiting_until),
+                "try_number": self.try_number,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         clock = self.clock or default_clock()
+        metrics.waiting_changed(+1)
         try:
             decision = await wait_for_window(
                 self.gate,
@@ -128,11 +133,30 @@ class CarbonWindowTrigger(BaseTrigger):
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume
             self.log.exception("carbon gate failed while waiting")
-            event = Decision("error", f"{type(exc).__name__}: {exc}", clock.now(), self.gate.home_zone).to_event()
+            failed = Decision("error", f"{type(exc).__name__}: {exc}", clock.now(), self.gate.home_zone,
+                              submitted_at=self.submitted_at)
+            self._record(failed)
+            event = failed.to_event()
+        finally:
+            metrics.waiting_changed(-1)
         yield TriggerEvent(event)
 
     def _log_decision(self, decision: Decision) -> None:
         self.log.info("carbon gate %s: %s", decision.status, decision.reason)
+        self._record(decision)
+
+    def _record(self, decision: Decision) -> None:
+        """Queue the decision for the ledger's decision trail: never blocks the loop, never raises."""
+        try:
+            if self.run_id is None or not trail.recording_enabled():
+                return
+            try_number = self.try_number or getattr(getattr(self, "task_instance", None), "try_number", None)
+            trail.submit_decision(
+                decision, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id, try_number=try_number,
+                map_index=self.map_index, gate=self.gate, origin=trail.ORIGIN_TRIGGERER,
+            )
+        except Exception as exc:  # noqa: BLE001 - the trail never holds up a gate
+            self.log.debug("carbon gate decision not recorded: %s", exc)
 
     async def _read_override(self) -> Override | None:
         if self.dag_id is None:
