@@ -30,7 +30,25 @@ FAULTS = {
                                                                   "intensity": {"forecast": 4100}}]}),
     "stale": lambda n, h: send_json(h, {"data": [{"from": "2023-03-01T01:00Z", "intensity": {"forecast": 150}}]}),
     "ends before the deadline": lambda n, h: send_json(h, {"data": NATIONAL["data"][:2]}),
+    "slow drip": lambda n, h: drip(h, json.dumps(NATIONAL).encode(), every_s=0.05),
 }
+
+
+def drip(handler, body: bytes, every_s: float) -> None:
+    """A whole, valid answer, one byte at a time: each read is quick, the answer takes minutes."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    try:
+        for i in range(len(body)):
+            handler.wfile.write(body[i:i + 1])
+            handler.wfile.flush()
+            time.sleep(every_s)
+    except OSError:
+        pass  # the client gave up: what it should do
 
 
 def trigger(url, *, on_source_error="run_now", fallbacks=None, hours=3):
@@ -75,6 +93,17 @@ def test_every_fault_ends_in_a_start_by_the_latest_start(fault, policy):
         assert event["forced_reason"] == "source_error" and decided == NOW
     else:
         assert event["fallback"] == "embedded-profile" and event["source"] == "embedded-profile"
+
+
+@pytest.mark.parametrize("policy", ["run_now", "embedded"])
+def test_a_source_gone_for_longer_than_the_slack_never_holds_the_gate(policy):
+    """A server that has gone away (connections refused) for the whole wait: a start by the latest start."""
+    with faulty_server(FAULTS["500 always"]) as server:
+        url = server["url"]
+    trig = trigger(url, on_source_error=policy)  # the port is closed now, and stays closed
+    event, decided = run(trig)
+    assert event["status"] in ("go", "forced") and decided <= NOW + timedelta(hours=3) - timedelta(hours=1, minutes=6)
+    assert event["fallback"] == ("run_now" if policy == "run_now" else "embedded-profile")
 
 
 def test_fail_policy_reports_the_fault_as_an_error_event():

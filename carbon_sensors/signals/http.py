@@ -100,7 +100,16 @@ class HttpClient:
         for attempt in range(self.settings.max_retries + 1):
             started = time.monotonic()
             try:
-                response = await self._http().get(path, params=params, headers=headers)
+                # httpx's read timeout bounds each read, not the whole answer: a server dripping a byte at a
+                # time would hold the gate for ever. One attempt may take connect + 3 x read timeout in all.
+                response = await asyncio.wait_for(self._http().get(path, params=params, headers=headers),
+                                                  timeout=self.settings.connect_timeout_s + 3 * self.settings.read_timeout_s)
+            except TimeoutError:
+                failure = SourceUnavailableError(
+                    f"{where} sent its answer too slowly (more than "
+                    f"{self.settings.connect_timeout_s + 3 * self.settings.read_timeout_s:g} s in all); "
+                    "it may be overloaded: the gate falls back as on_source_error says"
+                )
             except httpx.TimeoutException as exc:
                 failure = SourceUnavailableError(
                     f"{where} did not answer within {self.settings.read_timeout_s:g} s ({type(exc).__name__}); "
