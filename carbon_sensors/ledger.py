@@ -1128,6 +1128,25 @@ def _read_spool_file(path: Path) -> list[tuple[str, RunRecord]]:
     return entries
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. Switching needs an exclusive lock that SQLite does not wait for, so
+    several workers opening a fresh ledger at once retry, within the busy timeout, instead of failing."""
+    import random
+    import sqlite3
+    import time
+
+    give_up = time.monotonic() + _SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(random.uniform(0.02, 0.1))
+
+
 def _sqlite_events(engine: Engine, *, wal: bool) -> None:
     """WAL (readers never block the writer), a busy timeout, and BEGIN IMMEDIATE for writing transactions."""
 
@@ -1138,7 +1157,7 @@ def _sqlite_events(engine: Engine, *, wal: bool) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
