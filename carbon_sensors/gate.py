@@ -12,6 +12,7 @@ decision) or :func:`wait_for_window` (decide, sleep until the next decision poin
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "Override",
     "add_decision_listener",
     "decide",
+    "force_patterns",
     "remove_decision_listener",
     "kill_switch_from_env",
     "wait_for_window",
@@ -80,6 +82,31 @@ class Override:
 
     kind: Literal["kill_switch", "manual"]
     reason: str
+
+
+def force_patterns(value: Any) -> list[str]:
+    """The ``fnmatch`` patterns a force-start setting names: ``True``/``"*"``/``"all"``, a comma list or a JSON list.
+
+    One reading for the Airflow Variable and run conf and the Prefect Variable.
+
+    >>> force_patterns('["nightly", "weekly.*"]'), force_patterns("a, b"), force_patterns(True), force_patterns(None)
+    (['nightly', 'weekly.*'], ['a', 'b'], ['*'], [])
+    """
+    if value is True:
+        return ["*"]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return force_patterns(json.loads(text))
+            except ValueError:
+                pass
+        if text.lower() in ("true", "all", "*"):
+            return ["*"]
+        return [p.strip() for p in text.split(",") if p.strip()]
+    if isinstance(value, list | tuple):
+        return [str(p).strip() for p in value if str(p).strip()]
+    return []
 
 
 def kill_switch_from_env() -> Override | None:

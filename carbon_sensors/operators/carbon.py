@@ -25,7 +25,6 @@ Force-starting (all documented in the README):
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 import sys
 from dataclasses import replace
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import DeadlineSpec, is_template, resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
-from carbon_sensors.gate import CarbonGate, Decision, Override, decide, kill_switch_from_env
+from carbon_sensors.gate import CarbonGate, Decision, Override, decide, force_patterns, kill_switch_from_env
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
 from carbon_sensors.signals import run_sync
 from carbon_sensors.timeutil import as_utc
@@ -162,29 +161,9 @@ def read_force_variable() -> Any:
     return Variable.get(force_variable_name(), default=None)
 
 
-def _patterns(value: Any) -> list[str]:
-    if value is None or value is False:
-        return []
-    if value is True:
-        return ["*"]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return _patterns(json.loads(text))
-            except ValueError:
-                pass
-        if text.lower() in ("true", "all", "*"):
-            return ["*"]
-        return [p.strip() for p in text.split(",") if p.strip()]
-    if isinstance(value, list | tuple):
-        return [str(p).strip() for p in value if str(p).strip()]
-    return []
-
-
 def match_force_variable(value: Any, dag_id: str, task_id: str) -> Override | None:
     """An override when the Variable's patterns match ``dag_id`` or ``dag_id.task_id``."""
-    for pattern in _patterns(value):
+    for pattern in force_patterns(value):
         if fnmatch.fnmatchcase(dag_id, pattern) or fnmatch.fnmatchcase(f"{dag_id}.{task_id}", pattern):
             return Override("manual", f"the Variable {force_variable_name()!r} force-starts {pattern!r}")
     return None
@@ -193,7 +172,7 @@ def match_force_variable(value: Any, dag_id: str, task_id: str) -> Override | No
 def match_run_conf(conf: Any, task_id: str) -> Override | None:
     """An override when the DAG run conf's ``carbon_sensors_force`` is true or names this task."""
     value = (conf or {}).get(FORCE_CONF_KEY) if isinstance(conf, dict) else None
-    for pattern in _patterns(value):
+    for pattern in force_patterns(value):
         if fnmatch.fnmatchcase(task_id, pattern):
             return Override("manual", f"the DAG run conf {FORCE_CONF_KEY!r} force-starts this task")
     return None

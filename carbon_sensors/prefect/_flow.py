@@ -28,7 +28,15 @@ from typing import Any
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
-from carbon_sensors.gate import CarbonGate, Decision, Override, decide, kill_switch_from_env, wait_for_window
+from carbon_sensors.gate import (
+    CarbonGate,
+    Decision,
+    Override,
+    decide,
+    force_patterns,
+    kill_switch_from_env,
+    wait_for_window,
+)
 from carbon_sensors.planning import latest_start
 from carbon_sensors.prefect._runtime import flow_run_anchor, run_coro, run_logger
 from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate, gate_from_dict
@@ -451,28 +459,10 @@ def match_force(value: Any, names: list[str]) -> Override | None:
     """An override when ``value`` (``*``, names or ``fnmatch`` patterns) matches one of ``names``."""
     import fnmatch
 
-    for pattern in _patterns(value):
+    for pattern in force_patterns(value):
         if any(fnmatch.fnmatchcase(name, pattern) for name in names):
             return Override("manual", f"the Prefect Variable {FORCE_VARIABLE!r} force-starts {pattern!r}")
     return None
-
-
-def _patterns(value: Any) -> list[str]:
-    if value is True:
-        return ["*"]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return _patterns(json.loads(text))
-            except ValueError:
-                pass
-        if text.lower() in ("true", "all", "*"):
-            return ["*"]
-        return [p.strip() for p in text.split(",") if p.strip()]
-    if isinstance(value, list | tuple):
-        return [str(p).strip() for p in value if str(p).strip()]
-    return []
 
 
 # -- what a decision leaves behind ------------------------------------------------------------------------

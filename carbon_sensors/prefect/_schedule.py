@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from carbon_sensors.clock import default_clock
-from carbon_sensors.deadlines import DeadlineSpec, resolve_deadline
+from carbon_sensors.deadlines import resolve_deadline
 from carbon_sensors.gate import CarbonGate, decide, kill_switch_from_env
-from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, latest_start
+from carbon_sensors.planning import latest_start
 from carbon_sensors.prefect._flow import L_GATE, _Memo
 from carbon_sensors.prefect._runtime import run_coro, run_logger
 from carbon_sensors.prefect._settings import build_gate, gate_to_dict
-from carbon_sensors.signals import Source
 from carbon_sensors.timeutil import as_utc, to_iso
 
 __all__ = ["ScheduledRun", "aschedule_in_window", "schedule_in_window"]
@@ -59,19 +58,6 @@ class ScheduledRun:
 async def aschedule_in_window(
     deployment_name: str | UUID,
     *,
-    zone: str | None = None,
-    zones: Sequence[str] | None = None,
-    deadline: DeadlineSpec | None = None,
-    expected_duration: timedelta | None = None,
-    source: Source | str | dict[str, Any] = "embedded",
-    max_delay: timedelta | None = None,
-    threshold: float | None = None,
-    min_saving_pct: float = DEFAULT_MIN_SAVING_PCT,
-    safety_margin: timedelta | None = None,
-    on_source_error: str = "run_now",
-    check_interval: timedelta = timedelta(minutes=1),
-    block: str | None = None,
-    fallbacks: Sequence[Source | str | dict[str, Any]] | None = None,
     gate: CarbonGate | None = None,
     parameters: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
@@ -80,20 +66,18 @@ async def aschedule_in_window(
     work_queue_name: str | None = None,
     job_variables: dict[str, Any] | None = None,
     now: datetime | None = None,
+    **settings: Any,
 ) -> ScheduledRun:
-    """Async :func:`schedule_in_window`."""
+    """Async :func:`schedule_in_window`; ``settings`` are :func:`~carbon_sensors.prefect.build_gate`'s."""
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
     if gate is None:
-        if deadline is None or expected_duration is None:
+        if "deadline" not in settings or "expected_duration" not in settings:
             raise TypeError("schedule_in_window needs deadline= and expected_duration= (or a ready gate=)")
-        gate = build_gate(zone=zone, zones=zones, deadline=deadline, expected_duration=expected_duration,
-                          source=source, max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct,
-                          safety_margin=safety_margin, on_source_error=on_source_error,
-                          check_interval=check_interval, block=block, fallbacks=fallbacks)
-    elif any(v is not None for v in (zone, zones, deadline, expected_duration, block, fallbacks)):
-        raise TypeError("give either gate= or the gate settings, not both")
+        gate = build_gate(**settings)
+    elif settings:
+        raise TypeError(f"give either gate= or the gate settings, not both ({', '.join(sorted(settings))})")
     now = default_clock().now() if now is None else as_utc(now, "now")
     absolute = resolve_deadline(gate.deadline, {"run_after": now})
     decision = await decide(gate, now=now, deadline=absolute, submitted_at=now, override=kill_switch_from_env())

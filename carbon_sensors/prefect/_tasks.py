@@ -17,14 +17,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from carbon_sensors.clock import default_clock
-from carbon_sensors.deadlines import DeadlineSpec, resolve_deadline
+from carbon_sensors.deadlines import resolve_deadline
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.gate import CarbonGate, Decision, decide, kill_switch_from_env, wait_for_window
-from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 from carbon_sensors.prefect._flow import arecord_artifact, record_artifact, wait_logger, work_scope
 from carbon_sensors.prefect._runtime import flow_run_anchor, run_coro, run_logger
 from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate
-from carbon_sensors.signals import Source
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["DEFAULT_TASK_MAX_DELAY", "carbon_aware_task", "decide_now", "plan_carbon_window"]
@@ -117,34 +115,16 @@ async def decide_now(gate: CarbonGate, now: datetime | None = None, anchor: date
 
 
 @task(name="plan-carbon-window", cache_policy=NO_CACHE)
-def plan_carbon_window(
-    *,
-    zone: str | None = None,
-    zones: list[str] | None = None,
-    deadline: DeadlineSpec,
-    expected_duration: timedelta,
-    source: Source | str | dict[str, Any] = "embedded",
-    max_delay: timedelta | None = None,
-    threshold: float | None = None,
-    min_saving_pct: float = DEFAULT_MIN_SAVING_PCT,
-    safety_margin: timedelta | None = None,
-    on_source_error: str = "run_now",
-    check_interval: timedelta = timedelta(minutes=1),
-    block: str | None = None,
-    fallbacks: list[Source | str | dict[str, Any]] | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
+def plan_carbon_window(*, now: datetime | None = None, **settings: Any) -> dict[str, Any]:
     """A Prefect task: the plan for a job as the decision event dict (``status``, ``planned_start``, ``reason`` ...).
 
-    Decides once and does not wait. A relative deadline counts from the flow run's expected start
-    (or from ``now`` outside a flow).
+    Takes :func:`~carbon_sensors.prefect.build_gate`'s settings (``zone``, ``deadline``,
+    ``expected_duration``, ``source``, ``block`` ...). Decides once and does not wait. A relative
+    deadline counts from the flow run's expected start (or from ``now`` outside a flow).
     """
     if now is not None and not isinstance(now, datetime):
         raise ConfigurationError(f"now must be an aware datetime, got {type(now).__name__}")
-    gate = build_gate(zone=zone, zones=zones, deadline=deadline, expected_duration=expected_duration, source=source,
-                      max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct,
-                      safety_margin=safety_margin, on_source_error=on_source_error, check_interval=check_interval,
-                      block=block, fallbacks=fallbacks)
+    gate = build_gate(**settings)
     decision = run_coro(decide_now(gate, now))
     run_logger().info("Carbon plan (%s): %s", decision.status, decision.reason)
     return decision.to_event()
