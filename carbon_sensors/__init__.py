@@ -9,7 +9,6 @@ adapters live in ``carbon_sensors.sensors``, ``.triggers``, ``.operators`` and `
 'GB'
 """
 
-from carbon_sensors.accounting import Prices
 from carbon_sensors.clock import Clock, SystemClock
 from carbon_sensors.deadlines import After, NextLocalTime, resolve_deadline
 from carbon_sensors.errors import (
@@ -34,11 +33,25 @@ from carbon_sensors.errors import (
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.gate import CarbonGate, Decision, Override, decide, wait_for_window
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
-from carbon_sensors.recording import RunRecorder
-from carbon_sensors.records import RunKey, RunRecord
 from carbon_sensors.signals import EmbeddedProfileSource, FileSource, Source
 
 __version__ = "0.1.0"
+
+# Recording is used when work runs, never when a DAG file is parsed: imported on first use.
+_LAZY = {
+    "Prices": "carbon_sensors.accounting",
+    "RunKey": "carbon_sensors.records",
+    "RunRecord": "carbon_sensors.records",
+    "RunRecorder": "carbon_sensors.recording",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'carbon_sensors' has no attribute {name!r}")
 
 __all__ = [
     "After",

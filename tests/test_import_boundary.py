@@ -56,11 +56,15 @@ def test_core_import_does_not_start_asyncio_or_read_the_profile():
 
 
 def test_parsing_a_dag_does_not_load_runtime_only_modules():
-    """Credential resolution, the hook and the HTTP layer load when a gate runs, not when its DAG is parsed."""
+    """Credentials, the hook, HTTP, metering, recording, the ledger and the UI load when work runs, not at DAG parse."""
     code = (
         "import sys, airflow.sdk, carbon_sensors.sensors, carbon_sensors.decorators, carbon_sensors.operators\n"
         "print(','.join(m for m in ('carbon_sensors.hooks.carbon', 'carbon_sensors.signals.credentials',\n"
-        "                           'carbon_sensors.signals.http', 'carbon_sensors.simulate') if m in sys.modules))\n"
+        "                           'carbon_sensors.signals.http', 'carbon_sensors.simulate', 'carbon_sensors.accounting',\n"
+        "                           'carbon_sensors.recording', 'carbon_sensors.records', 'carbon_sensors.metering',\n"
+        "                           'carbon_sensors.ledger', 'carbon_sensors.plugins.app', 'carbon_sensors.plugins.trail',\n"
+        "                           'carbon_sensors.plugins.links')\n"
+        "                 if m in sys.modules))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert loaded.splitlines()[-1:] in ([], [""]), loaded

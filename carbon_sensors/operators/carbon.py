@@ -381,6 +381,13 @@ class CarbonGateMixin:
 _gated_classes: dict[type, type] = {}
 
 
+def _plan_link() -> Any:
+    """The "Carbon plan" extra link, imported when links are read (serializing, the UI), not when a DAG is parsed."""
+    from carbon_sensors.plugins.links import CarbonPlanLink
+
+    return CarbonPlanLink()
+
+
 def _coerce_gate(carbon: Any) -> CarbonGate:
     if isinstance(carbon, dict):
         return build_gate(**carbon)
@@ -409,9 +416,7 @@ def carbon_gated(operator_class: type) -> type:
         namespace = {"__module__": __name__, "__doc__": operator_class.__doc__, "__init__": __init__}
         links = getattr(operator_class, "operator_extra_links", ())
         if isinstance(links, list | tuple):  # a property computes its own links: leave those alone
-            from carbon_sensors.plugins.links import CarbonPlanLink
-
-            namespace["operator_extra_links"] = (*links, CarbonPlanLink())
+            namespace["operator_extra_links"] = property(lambda self, _own=tuple(links): (*_own, _plan_link()))
         cls = type(name, (CarbonGateMixin, operator_class), namespace)
         _gated_classes[operator_class] = cls
         setattr(sys.modules[__name__], name, cls)  # importable by path, as Airflow sometimes needs

@@ -24,7 +24,6 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from carbon_sensors.deadlines import DeadlineSpec
 from carbon_sensors.operators.carbon import GateRun, build_gate, finish
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
-from carbon_sensors.plugins.links import CarbonPlanLink
 
 if TYPE_CHECKING:
     from carbon_sensors.signals import Source
@@ -55,8 +54,12 @@ class CarbonAwareSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("deadline",)
     ui_color = "#d4efdf"
-    #: "Carbon plan" on the task instance: its plan, its decision trail (each re-plan) and its record.
-    operator_extra_links = (CarbonPlanLink(),)
+    @property
+    def operator_extra_links(self) -> tuple[Any, ...]:  # type: ignore[override]
+        """"Carbon plan" on the task instance: its plan, decision trail and record (built when used, not at parse)."""
+        from carbon_sensors.plugins.links import CarbonPlanLink
+
+        return (CarbonPlanLink(),)
 
     def __init__(
         self,
