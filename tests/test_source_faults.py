@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from faulty_server import faulty_server, hang, send_json
 
 from carbon_sensors import After, ConfigurationError
+from carbon_sensors.gate import add_decision_listener, remove_decision_listener
 from carbon_sensors.signals.cache import DEFAULT_CACHE
 from carbon_sensors.testing import FrozenClock
 from carbon_sensors.triggers.carbon import CarbonWindowTrigger
@@ -80,10 +82,27 @@ def _fresh_cache():
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("policy", ["run_now", "embedded"])
-def test_every_fault_ends_in_a_start_by_the_latest_start(fault, policy):
-    """Whatever the source does, the trigger yields one start decision no later than its latest start."""
-    with faulty_server(FAULTS[fault]) as server:
-        event, decided = run(trigger(server["url"], on_source_error=policy))
+def test_every_fault_ends_in_a_start_by_the_latest_start(fault, policy, caplog):
+    """Whatever the source does, the trigger yields one start decision no later than its latest start,
+    and every decision the fault degraded comes with a warning naming the error and the fallback."""
+    decisions = []
+    add_decision_listener(decisions.append)
+    try:
+        with caplog.at_level(logging.WARNING, logger="carbon_sensors.gate"), faulty_server(FAULTS[fault]) as server:
+            event, decided = run(trigger(server["url"], on_source_error=policy))
+    finally:
+        remove_decision_listener(decisions.append)
+    degraded = [d for d in decisions if d.fallback is not None]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "carbon_sensors.gate" and r.levelno == logging.WARNING
+                and r.getMessage().startswith("carbon source failed")]
+    assert bool(degraded) == (fault != "ends before the deadline"), decisions
+    assert len(warnings) == len(degraded), (warnings, degraded)
+    served_by = {"run_now": "starting now as on_source_error='run_now' says",
+                 "embedded-profile": "planning on the embedded profile instead"}
+    for message, decision in zip(warnings, degraded, strict=True):
+        assert "Error" in message.split(";")[0], message  # the exception's type: what went wrong
+        assert served_by[decision.fallback] in message, message
     latest = NOW + timedelta(hours=3) - timedelta(hours=1) - timedelta(minutes=6)
     assert event["status"] in ("go", "forced"), event
     assert decided <= latest
