@@ -26,6 +26,7 @@ from carbon_sensors.clock import Clock
 from carbon_sensors.correction import ForecastMemory
 from carbon_sensors.deadlines import DeadlineSpec, check_deadline_spec
 from carbon_sensors.errors import ConfigurationError, ForecastError, SourceError, UnknownZoneError
+from carbon_sensors.pacing import default_pacer
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
 from carbon_sensors.signals import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource, Source, source_from_spec
 from carbon_sensors.timeutil import as_utc, to_iso
@@ -324,8 +325,10 @@ async def wait_for_window(
     ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
     """
     memory = ForecastMemory()  # slotted and empty until a forecast needs remembering
+    pacer = default_pacer()
 
     while True:
+        await pacer.turn()  # gates wake together at a refresh: a burst of re-plans must not block the loop
         override = kill_switch_from_env() or (await read_override() if read_override else None)
         decision = await decide(
             gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=override,
@@ -347,6 +350,7 @@ async def wait_for_window(
         del decision  # a triggerer keeps thousands of these loops asleep: hold only what the wait needs
         while (remaining := (next_check - clock.now()).total_seconds()) > 0:
             await clock.sleep(min(remaining, step_s))
+            await pacer.turn()
             if kill_switch_from_env() or (read_override is not None and await read_override() is not None):
                 break
 
