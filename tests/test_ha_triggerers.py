@@ -3,18 +3,24 @@
 Scheduler (LocalExecutor), dag-processor, api-server and two triggerers run as separate processes on a
 fresh PostgreSQL metadata database; each is stopped by its PID afterwards. Every process runs the same
 compressed clock (installed by a ``sitecustomize`` on their PYTHONPATH, anchored to one real instant), and
-the gates read a NESO-shaped ``fw48h`` forecast from a local HTTP server: dirty now, clean a few simulated
-hours ahead. While the mapped tasks wait in the triggerers, one triggerer is SIGKILLed; the other must
-take over its triggers, every task must succeed, none may start after its latest start, and the
+the gates read an Electricity Maps-shaped forecast from a local HTTP server: dirty now, clean a few
+simulated hours ahead. While the mapped tasks wait in the triggerers, one triggerer is SIGKILLed; the other
+must take over its triggers, every task must succeed, none may start after its latest start, and the
 carbon-sensors ledger (a second fresh database) must hold exactly one record per task try.
+
+The server's API key is a sentinel held by an Airflow Connection that every process gets from an
+``AIRFLOW_CONN_*`` environment variable. The server answers only requests carrying it, so it must
+travel to the API; and it must be found nowhere else: not in any process's log, task log, file under
+AIRFLOW_HOME, nor any row of the metadata database (trigger rows while the gates wait, XCom, events,
+everything after the run) or of the ledger.
 
 Slow (a few minutes): run it with ``pytest -m "" tests/test_ha_triggerers.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -27,10 +33,12 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken
 from faulty_server import faulty_server, send_json
 
 from carbon_sensors.ledger import RUNS, mask_url
@@ -50,6 +58,7 @@ WINDOW_END = WINDOW + timedelta(hours=2)  # ...to here
 DEADLINE = SIM_START + timedelta(hours=14)
 DIRTY, CLEAN = 320, 60
 RUN_TIMEOUT_S = 300
+CONN_ID = "carbon_ha_em"  # the Connection with the sentinel key; its id is the sweep's must-find marker
 
 SITECUSTOMIZE = '''\
 """Installs the test's compressed clock in every Airflow process of tests/test_ha_triggerers.py."""
@@ -98,24 +107,106 @@ def databases():
 
 # -- the local forecast server ---------------------------------------------------------------------------
 
-_STAMP = re.compile(r"/intensity/(\d{4}-\d\d-\d\dT\d\d:\d\dZ)/fw48h")
+EM_STEP = timedelta(minutes=15)  # the gates ask for temporal_granularity=15_minutes
+EM_PATHS = ("/v3/carbon-intensity/forecast", "/v3/carbon-intensity/latest")
 
 
-def _neso_fw48h(_n: int, handler: BaseHTTPRequestHandler) -> None:
-    """The national ``/intensity/{from}/fw48h`` answer: 96 half-hour slots, clean only in [WINDOW, WINDOW_END)."""
-    match = _STAMP.search(handler.path)
-    if match is None:
-        send_json(handler, {"error": {"code": "400 Bad Request", "message": handler.path}}, status=400)
-        return
-    first = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
-    slots = []
-    for i in range(96):
-        start = first + timedelta(minutes=30 * i)
-        value = CLEAN if WINDOW <= start < WINDOW_END else DIRTY
-        slots.append({"from": start.strftime("%Y-%m-%dT%H:%MZ"),
-                      "to": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%MZ"),
-                      "intensity": {"forecast": value, "actual": None, "index": "low" if value == CLEAN else "high"}})
-    send_json(handler, {"data": slots})
+def _em_stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _electricitymaps(epoch: float, key: str, seen: Counter):
+    """Electricity Maps v3 ``/forecast`` and ``/latest`` for the simulated now, clean only in [WINDOW, WINDOW_END).
+
+    Every request must carry ``key`` in its ``auth-token`` header; ``seen`` counts the ones that did
+    ("keyed") and the ones that did not ("refused", answered 401).
+    """
+
+    def intensity(when: datetime) -> int:
+        return CLEAN if WINDOW <= when < WINDOW_END else DIRTY
+
+    def answer(_n: int, handler: BaseHTTPRequestHandler) -> None:
+        if handler.headers.get("auth-token") != key:
+            seen["refused"] += 1
+            send_json(handler, {"message": "Unauthorized: invalid or missing auth-token"}, status=401)
+            return
+        seen["keyed"] += 1
+        url = urlsplit(handler.path)
+        zone = parse_qs(url.query).get("zone", [None])[0]
+        if url.path not in EM_PATHS or zone != "GB":
+            send_json(handler, {"message": f"unknown path or zone: {handler.path}"}, status=404)
+            return
+        now = _sim_now(epoch)
+        slot = datetime.fromtimestamp(now.timestamp() // EM_STEP.total_seconds() * EM_STEP.total_seconds(), UTC)
+        if url.path.endswith("/latest"):
+            send_json(handler, {"zone": zone, "carbonIntensity": intensity(slot), "datetime": _em_stamp(slot),
+                                "updatedAt": _em_stamp(now), "createdAt": _em_stamp(slot),
+                                "emissionFactorType": "lifecycle", "isEstimated": False, "estimationMethod": None})
+            return
+        # From one slot back: a requester's clock may still be in the slot before the server's.
+        hours = int(parse_qs(url.query).get("horizonHours", ["24"])[0])
+        points = [slot + EM_STEP * i for i in range(-1, hours * 4)]
+        send_json(handler, {"zone": zone, "updatedAt": _em_stamp(slot),
+                            "forecast": [{"carbonIntensity": intensity(t), "datetime": _em_stamp(t)} for t in points]})
+
+    return answer
+
+
+# -- the sentinel sweep ----------------------------------------------------------------------------------
+
+
+class Sweep:
+    """Looks for byte strings in files and database cells, counting what it read and where each was found.
+
+    Text cells that are Fernet tokens (trigger kwargs, connection passwords, variables) are decrypted
+    with the deployment's key and searched too.
+    """
+
+    def __init__(self, needles: list[bytes], fernet: Fernet) -> None:
+        self.needles, self.fernet = needles, fernet
+        self.found: dict[bytes, list[str]] = {n: [] for n in needles}
+        self.files = self.rows = self.cells = self.bytes = 0
+
+    def _look(self, data: bytes, where: str) -> None:
+        self.bytes += len(data)
+        if data.startswith(b"gAAAAA"):
+            try:
+                data += b"\n" + self.fernet.decrypt(data)
+            except InvalidToken:
+                pass
+        for needle in self.needles:
+            if needle in data:
+                self.found[needle].append(where)
+
+    def files_under(self, root: Path) -> None:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                self.files += 1
+                self._look(path.read_bytes(), str(path))
+
+    def database(self, engine: sa.Engine) -> None:
+        """Every text, JSON and bytea column of every table in the database's own schemas."""
+        with engine.connect() as conn:
+            columns = conn.execute(sa.text(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND data_type IN "
+                "('text', 'character varying', 'character', 'json', 'jsonb', 'bytea', 'ARRAY', 'USER-DEFINED') "
+                "ORDER BY 1, 2, ordinal_position")).all()
+            tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+            for schema, table, column, data_type in columns:
+                tables.setdefault((schema, table), []).append((column, data_type))
+            for (schema, table), cols in tables.items():
+                select = ", ".join(f'"{c}"' if t == "bytea" else f'"{c}"::text' for c, t in cols)
+                for row in conn.execute(sa.text(f'SELECT {select} FROM "{schema}"."{table}"')):
+                    self.rows += 1
+                    for (column, _), value in zip(cols, row, strict=True):
+                        if value is not None:
+                            self.cells += 1
+                            self._look(bytes(value) if isinstance(value, bytes | memoryview) else value.encode(),
+                                       f"{engine.url.database}: {table}.{column}")
+
+    def where(self, needle: bytes) -> str:
+        return ", ".join(sorted(set(self.found[needle])))
 
 
 # -- the processes ---------------------------------------------------------------------------------------
@@ -233,6 +324,8 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         path.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     api_port = _free_port()
+    sentinel = f"sentinel-key-{secrets.token_hex(8)}"
+    fernet_key = Fernet.generate_key().decode()
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW", "CARBON_SENSORS_", "CS_HA_", "PYTHONPATH"))}
@@ -250,7 +343,8 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{api_port}",
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
-        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        AIRFLOW__CORE__FERNET_KEY=fernet_key,  # known, so the sweep can read encrypted cells
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",  # logs with content, for the sweep to read
         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
         AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
         AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC="2",
@@ -258,6 +352,9 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD="6",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
         CARBON_SENSORS_LEDGER_URL=ledger_url,
+        **{f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(
+            {"conn_type": "carbon_intensity", "password": sentinel, "extra": {"provider": "electricitymaps"}})},
+        CS_HA_CONN_ID=CONN_ID,
         PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
         CS_HA_TASKS=str(TASKS),
         CS_HA_DEADLINE=DEADLINE.isoformat(),
@@ -271,23 +368,27 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     db = sa.create_engine(airflow_url, poolclass=sa.pool.NullPool)
     ledger_db = sa.create_engine(ledger_url, poolclass=sa.pool.NullPool)
     deployment = Deployment(env, logs)
+    seen: Counter = Counter()  # the forecast server's requests: "keyed" (with the sentinel), "refused"
     with ExitStack() as stack:
-        forecast = stack.enter_context(faulty_server(_neso_fw48h))
+        epoch = time.time()  # simulated SIM_START; every process's clock is anchored here
+        forecast = stack.enter_context(faulty_server(_electricitymaps(epoch, sentinel, seen)))
         stack.callback(ledger_db.dispose)
         stack.callback(db.dispose)
         stack.callback(deployment.stop_all)
-        epoch = time.time()  # simulated SIM_START; every process's clock is anchored here
         env.update(CS_HA_FORECAST_URL=forecast["url"], CS_HA_REAL_EPOCH=repr(epoch))
 
         deployment.start("api-server", "api-server", "-H", "127.0.0.1", "-p", str(api_port), "-w", "1")
         deployment.start("dag-processor", "dag-processor")
         deployment.start("scheduler", "scheduler")
         # Triggerer A holds at most 100 gates, so both triggerers get some; B can take all of them.
+        # They log at DEBUG: they are where the key is read and sent.
         deployment.start("triggerer-a", "triggerer", "--capacity", "100",
-                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()))
+                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
+                         AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG")
         (job_a,) = _wait("triggerer A's job", lambda: _triggerer_jobs(db), deployment, 120)
         deployment.start("triggerer-b", "triggerer", "--capacity", "1000",
-                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()))
+                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
+                         AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG")
         job_b = _wait("triggerer B's job", lambda: next((j for j in _triggerer_jobs(db) if j != job_a), None),
                       deployment, 120)
 
@@ -340,6 +441,12 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         _say(began, f"B took over A's {len(owners)} remaining triggers after {takeover_s:.1f} s")
         assert _sim_now(epoch) < WINDOW, "the takeover was not seen before the window opened"
 
+        # The trigger rows exist only while the gates wait: sweep the metadata database now, too.
+        needles = [sentinel.encode(), CONN_ID.encode()]
+        waiting = Sweep(needles, Fernet(fernet_key))
+        waiting.database(db)
+        _say(began, f"swept the metadata database while {len(owners)}+ gates wait: {waiting.rows} rows")
+
         def run_done() -> str | None:
             with db.connect() as conn:
                 state = conn.execute(sa.text("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r"),
@@ -362,6 +469,15 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     late = [(r["map_index"], r["started_at"], r["latest_start"]) for r in records
             if r["latest_start"] is None or r["started_at"] > r["latest_start"] + LATEST_START_TOLERANCE]
     waited = [r for r in records if r["planned_start"] is not None and r["planned_start"] >= WINDOW - timedelta(minutes=1)]
+
+    # With every process stopped, their logs are complete: sweep them, AIRFLOW_HOME and both databases.
+    sweeps = {"process logs": Sweep(needles, Fernet(fernet_key)), "AIRFLOW_HOME": Sweep(needles, Fernet(fernet_key)),
+              "metadata database": Sweep(needles, Fernet(fernet_key)), "ledger": Sweep(needles, Fernet(fernet_key))}
+    sweeps["process logs"].files_under(logs)
+    sweeps["AIRFLOW_HOME"].files_under(home)
+    sweeps["metadata database"].database(db)
+    sweeps["ledger"].database(ledger_db)
+    sweeps["metadata database while waiting"] = waiting
     with capsys.disabled():
         print(f"\nHA triggerers: {ti_states.get('success', 0)}/{TASKS} mapped tasks succeeded (run {state}); "
               f"1 triggerer kill survived: {len(orphans)} triggers of job {job_a} taken over by job {job_b} "
@@ -369,6 +485,15 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
               f"{len(records)} ledger records ({len(waited)} planned for the window), "
               f"{sum(keys.values()) - len(keys)} duplicates, {len(late)} late starts; "
               f"run took {run_s:.0f} s, test {time.monotonic() - began:.0f} s")
+        files, logs_bytes = sweeps["process logs"].files, sweeps["process logs"].bytes
+        print(f"Sentinel key: sent to the forecast server in {seen['keyed']} requests ({seen['refused']} refused); "
+              f"swept {files} process log files ({logs_bytes} bytes), "
+              f"{sweeps['AIRFLOW_HOME'].files} files under AIRFLOW_HOME ({sweeps['AIRFLOW_HOME'].bytes} bytes), "
+              f"{sweeps['metadata database'].rows} metadata rows ({sweeps['metadata database'].cells} cells, "
+              f"{sweeps['metadata database'].bytes} bytes) after the run and {waiting.rows} while the gates waited "
+              f"({waiting.found[CONN_ID.encode()].count(f'{db.url.database}: trigger.kwargs')} trigger rows), "
+              f"{sweeps['ledger'].rows} ledger rows ({sweeps['ledger'].bytes} bytes): "
+              f"{sum(len(s.found[sentinel.encode()]) for s in sweeps.values())} hits")
 
     assert state == "success", ti_states
     assert ti_states == Counter({"success": TASKS}), ti_states
@@ -381,3 +506,10 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     early = [(r["map_index"], r["started_at"]) for r in records
              if r["map_index"] in orphan_tasks and r["started_at"] < WINDOW - LATEST_START_TOLERANCE]
     assert not early, early[:5]
+    # The key travelled: every request carried it, so the gates really planned on the keyed source.
+    assert seen["keyed"] > 0 and seen["refused"] == 0, seen
+    for name, sweep in sweeps.items():
+        # Not vacuous: the same scan finds the connection id, which these places legitimately hold.
+        assert sweep.found[CONN_ID.encode()], f"the sweep of the {name} did not even find {CONN_ID!r}"
+        assert not sweep.found[sentinel.encode()], f"the sentinel key leaked into the {name}: {sweep.where(sentinel.encode())}"
+    assert sweeps["process logs"].files >= 5, "each Airflow process writes its own log"
