@@ -134,3 +134,40 @@ def test_carbon_aware_supports_dynamic_task_mapping(tmp_path):
 
         mapped = embed.expand(shard=[1, 2, 3])
     assert mapped.operator.partial_kwargs["carbon"].zones == ("DE",)
+
+
+def test_a_resumed_task_can_read_its_connection(tmp_path):
+    """A task resumed after deferring runs in a fresh process that never ran the gate's first decision:
+    resuming alone must register the Connection lookup its recorder's keyed source needs."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from datetime import UTC, datetime, timedelta
+        from airflow.providers.standard.operators.python import PythonOperator
+        from airflow.sdk import DAG
+        from airflow.sdk.bases.operator import ExecutorSafeguard
+        from airflow_context import context_at
+        from carbon_sensors import After, CarbonGate
+        from carbon_sensors.operators import carbon_gated
+        from carbon_sensors.signals import credentials
+
+        T0 = datetime(2026, 6, 15, tzinfo=UTC)
+        gate = CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1))
+        with DAG("resumed", schedule=None, start_date=T0):
+            op = carbon_gated(PythonOperator)(task_id="work", python_callable=lambda: 1, carbon=gate,
+                                              record_run=False)
+        assert credentials._resolvers == [], "registered before the resume: the test proves nothing"
+        token = ExecutorSafeguard.tracker.set(op)
+        op.carbon_resume(context_at(T0), event={{"status": "go", "reason": "the window", "zone": "DE"}})
+        ExecutorSafeguard.tracker.reset(token)
+        assert credentials._resolvers, "no Connection lookup after the resume"
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "AIRFLOW_HOME": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

@@ -337,6 +337,10 @@ class CarbonGateMixin:
         return self._run_gated(context, event)
 
     def _run_gated(self, context: Any, event: Any) -> Any:
+        # A resumed task is a fresh process that never ran GateRun: the recorder may read a keyed
+        # source (the run's measured intensity), so its Connection lookup must be registered here too.
+        import carbon_sensors.hooks.carbon  # noqa: F401
+
         decision = finish(self, event)
         ti = context["ti"]
         ti.xcom_push(key=DECISION_XCOM_KEY, value=decision)
