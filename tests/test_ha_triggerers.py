@@ -145,7 +145,7 @@ def _electricitymaps(epoch: float, key: str, seen: Counter):
             return
         # From one slot back: a requester's clock may still be in the slot before the server's.
         hours = int(parse_qs(url.query).get("horizonHours", ["24"])[0])
-        points = [slot + EM_STEP * i for i in range(-1, hours * 4)]
+        points = [slot + EM_STEP * i for i in range(-1, int(timedelta(hours=hours) / EM_STEP))]
         send_json(handler, {"zone": zone, "updatedAt": _em_stamp(slot),
                             "forecast": [{"carbonIntensity": intensity(t), "datetime": _em_stamp(t)} for t in points]})
 
@@ -165,7 +165,7 @@ class Sweep:
     def __init__(self, needles: list[bytes], fernet: Fernet) -> None:
         self.needles, self.fernet = needles, fernet
         self.found: dict[bytes, list[str]] = {n: [] for n in needles}
-        self.files = self.rows = self.cells = self.bytes = 0
+        self.files = self.rows = self.bytes = 0
 
     def _look(self, data: bytes, where: str) -> None:
         self.bytes += len(data)
@@ -201,12 +201,12 @@ class Sweep:
                     self.rows += 1
                     for (column, _), value in zip(cols, row, strict=True):
                         if value is not None:
-                            self.cells += 1
                             self._look(bytes(value) if isinstance(value, bytes | memoryview) else value.encode(),
                                        f"{engine.url.database}: {table}.{column}")
 
-    def where(self, needle: bytes) -> str:
-        return ", ".join(sorted(set(self.found[needle])))
+    def where(self, needle: bytes, most: int = 10) -> str:
+        places = sorted(set(self.found[needle]))
+        return ", ".join(places[:most]) + (f" and {len(places) - most} more" if len(places) > most else "")
 
 
 # -- the processes ---------------------------------------------------------------------------------------
@@ -442,10 +442,14 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         assert _sim_now(epoch) < WINDOW, "the takeover was not seen before the window opened"
 
         # The trigger rows exist only while the gates wait: sweep the metadata database now, too.
-        needles = [sentinel.encode(), CONN_ID.encode()]
+        # Besides the key, the sweeps look for markers known to be there: the connection id, the run id.
+        key, conn_marker, run_marker = sentinel.encode(), CONN_ID.encode(), run_id.encode()
+        needles = [key, conn_marker, run_marker]
         waiting = Sweep(needles, Fernet(fernet_key))
         waiting.database(db)
-        _say(began, f"swept the metadata database while {len(owners)}+ gates wait: {waiting.rows} rows")
+        trigger_rows = waiting.found[conn_marker].count(f"{db.url.database}: trigger.kwargs")
+        _say(began, f"swept the metadata database while the gates wait: {waiting.rows} rows, "
+                    f"{trigger_rows} trigger rows naming {CONN_ID}")
 
         def run_done() -> str | None:
             with db.connect() as conn:
@@ -471,13 +475,13 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     waited = [r for r in records if r["planned_start"] is not None and r["planned_start"] >= WINDOW - timedelta(minutes=1)]
 
     # With every process stopped, their logs are complete: sweep them, AIRFLOW_HOME and both databases.
-    sweeps = {"process logs": Sweep(needles, Fernet(fernet_key)), "AIRFLOW_HOME": Sweep(needles, Fernet(fernet_key)),
-              "metadata database": Sweep(needles, Fernet(fernet_key)), "ledger": Sweep(needles, Fernet(fernet_key))}
-    sweeps["process logs"].files_under(logs)
-    sweeps["AIRFLOW_HOME"].files_under(home)
-    sweeps["metadata database"].database(db)
+    sweeps = {name: Sweep(needles, Fernet(fernet_key)) for name in ("logs", "home", "metadata", "ledger")}
+    sweeps["logs"].files_under(logs)
+    sweeps["home"].files_under(home)
+    sweeps["metadata"].database(db)
     sweeps["ledger"].database(ledger_db)
-    sweeps["metadata database while waiting"] = waiting
+    sweeps["metadata while waiting"] = waiting
+    hits = {name: sweep.where(key) for name, sweep in sweeps.items() if sweep.found[key]}
     with capsys.disabled():
         print(f"\nHA triggerers: {ti_states.get('success', 0)}/{TASKS} mapped tasks succeeded (run {state}); "
               f"1 triggerer kill survived: {len(orphans)} triggers of job {job_a} taken over by job {job_b} "
@@ -485,15 +489,13 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
               f"{len(records)} ledger records ({len(waited)} planned for the window), "
               f"{sum(keys.values()) - len(keys)} duplicates, {len(late)} late starts; "
               f"run took {run_s:.0f} s, test {time.monotonic() - began:.0f} s")
-        files, logs_bytes = sweeps["process logs"].files, sweeps["process logs"].bytes
-        print(f"Sentinel key: sent to the forecast server in {seen['keyed']} requests ({seen['refused']} refused); "
-              f"swept {files} process log files ({logs_bytes} bytes), "
-              f"{sweeps['AIRFLOW_HOME'].files} files under AIRFLOW_HOME ({sweeps['AIRFLOW_HOME'].bytes} bytes), "
-              f"{sweeps['metadata database'].rows} metadata rows ({sweeps['metadata database'].cells} cells, "
-              f"{sweeps['metadata database'].bytes} bytes) after the run and {waiting.rows} while the gates waited "
-              f"({waiting.found[CONN_ID.encode()].count(f'{db.url.database}: trigger.kwargs')} trigger rows), "
+        print(f"Sentinel key: {seen['keyed']} forecast requests carried it, {seen['refused']} refused; swept "
+              f"{sweeps['logs'].files} process logs ({sweeps['logs'].bytes} bytes), "
+              f"{sweeps['home'].files} files under AIRFLOW_HOME ({sweeps['home'].bytes} bytes), "
+              f"{sweeps['metadata'].rows} metadata rows ({sweeps['metadata'].bytes} bytes) after the run and "
+              f"{waiting.rows} ({waiting.bytes} bytes, {trigger_rows} trigger rows) while the gates waited, "
               f"{sweeps['ledger'].rows} ledger rows ({sweeps['ledger'].bytes} bytes): "
-              f"{sum(len(s.found[sentinel.encode()]) for s in sweeps.values())} hits")
+              f"{sum(len(sweep.found[key]) for sweep in sweeps.values())} hits")
 
     assert state == "success", ti_states
     assert ti_states == Counter({"success": TASKS}), ti_states
@@ -506,10 +508,17 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     early = [(r["map_index"], r["started_at"]) for r in records
              if r["map_index"] in orphan_tasks and r["started_at"] < WINDOW - LATEST_START_TOLERANCE]
     assert not early, early[:5]
-    # The key travelled: every request carried it, so the gates really planned on the keyed source.
+
+    # The key travelled: the API got it on every request, never a wrong or missing one...
     assert seen["keyed"] > 0 and seen["refused"] == 0, seen
-    for name, sweep in sweeps.items():
-        # Not vacuous: the same scan finds the connection id, which these places legitimately hold.
-        assert sweep.found[CONN_ID.encode()], f"the sweep of the {name} did not even find {CONN_ID!r}"
-        assert not sweep.found[sentinel.encode()], f"the sentinel key leaked into the {name}: {sweep.where(sentinel.encode())}"
-    assert sweeps["process logs"].files >= 5, "each Airflow process writes its own log"
+    # ...and it is found nowhere else.
+    assert not hits, f"the sentinel API key was found in {hits}"
+    # The sweeps are not vacuous: they read every process's log and found the markers where they must be.
+    assert sweeps["logs"].files == len(deployment.processes), sweeps["logs"].files
+    assert all((logs / f"{name}.log").stat().st_size > 0 for name in deployment.processes)
+    assert str(logs / "scheduler.log") in sweeps["logs"].found[run_marker]
+    # the triggerers log reading the Connection (at DEBUG) into the trigger logs under AIRFLOW_HOME
+    assert any(".log.trigger." in path for path in sweeps["home"].found[conn_marker]), sweeps["home"].where(conn_marker)
+    assert trigger_rows > 0, waiting.where(conn_marker)  # encrypted kwargs, read decrypted
+    assert f"{db.url.database}: serialized_dag.data" in sweeps["metadata"].found[conn_marker]
+    assert f"{ledger_db.url.database}: carbon_sensors_runs.source_spec" in sweeps["ledger"].found[conn_marker]
