@@ -176,3 +176,40 @@ def test_a_gate_whose_window_has_come_does_not_chase_the_same_window_a_day_later
     decision = asyncio.run(wait_for_window(gate, deadline=start + timedelta(hours=48), submitted_at=start, clock=clock))
     assert decision.status == "go" and decision.zone == "GB"
     assert clock.now() < start + timedelta(hours=10, minutes=1)
+
+
+def test_every_decision_and_every_wake_takes_its_turn_from_the_pacer(tmp_path, monkeypatch):
+    """Gates wake together at a refresh: each decision and each wake first asks the loop pacer for a turn."""
+    from carbon_sensors import gate as gate_module
+    from carbon_sensors.pacing import LoopPacer
+
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])
+    events = []
+
+    class Recording(LoopPacer):
+        __slots__ = ()
+
+        async def turn(self):
+            events.append("turn")
+
+    class Sleeps(FrozenClock):
+        async def sleep(self, seconds):
+            events.append("sleep")
+            await super().sleep(seconds)
+
+    monkeypatch.setattr(gate_module, "default_pacer", lambda: Recording())
+    def listen(decision):
+        events.append(decision.status)
+
+    add_decision_listener(listen)
+    try:
+        asyncio.run(wait_for_window(gate_for(path, check_interval=timedelta(minutes=30)),
+                                    deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=Sleeps(T0)))
+    finally:
+        remove_decision_listener(listen)
+    decisions = [e for e in events if e in ("wait", "go")]
+    assert decisions == ["wait", "wait", "wait", "go"]
+    # a turn before each decision, and after each sleep (30-min steps of the hourly waits)
+    assert all(events[i - 1] == "turn" for i, e in enumerate(events) if e in ("wait", "go"))
+    assert all(events[i + 1] == "turn" for i, e in enumerate(events) if e == "sleep")
+    assert events.count("sleep") == 6
