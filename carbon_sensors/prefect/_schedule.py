@@ -22,7 +22,7 @@ from carbon_sensors.gate import CarbonGate, decide, kill_switch_from_env
 from carbon_sensors.planning import latest_start
 from carbon_sensors.prefect._flow import L_GATE, _Memo
 from carbon_sensors.prefect._runtime import run_coro, run_logger
-from carbon_sensors.prefect._settings import build_gate, gate_to_dict
+from carbon_sensors.prefect._settings import build_gate_from, gate_to_dict
 from carbon_sensors.timeutil import as_utc, to_iso
 
 __all__ = ["ScheduledRun", "aschedule_in_window", "schedule_in_window"]
@@ -75,7 +75,7 @@ async def aschedule_in_window(
     if gate is None:
         if "deadline" not in settings or "expected_duration" not in settings:
             raise TypeError("schedule_in_window needs deadline= and expected_duration= (or a ready gate=)")
-        gate = build_gate(**settings)
+        gate = build_gate_from("schedule_in_window", settings)
     elif settings:
         raise TypeError(f"give either gate= or the gate settings, not both ({', '.join(sorted(settings))})")
     now = default_clock().now() if now is None else as_utc(now, "now")

@@ -26,6 +26,7 @@ __all__ = [
     "GATE_SETTINGS",
     "BlockSource",
     "build_gate",
+    "build_gate_from",
     "gate_from_dict",
     "gate_to_dict",
     "prefect_source",
@@ -80,6 +81,16 @@ def build_gate(
 
 #: The keywords :func:`build_gate` takes (the Airflow sensor's, ``block`` in place of ``conn_id``).
 GATE_SETTINGS = frozenset(build_gate.__kwdefaults__) | {"deadline", "expected_duration"}
+
+
+def build_gate_from(caller: str, settings: dict[str, Any]) -> CarbonGate:
+    """:func:`build_gate` for an entry point that forwards ``**settings``: a misspelt one is named, not a TypeError."""
+    unknown = sorted(set(settings) - GATE_SETTINGS)
+    if unknown:
+        raise ConfigurationError(
+            f"{caller} got unknown gate setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(GATE_SETTINGS))}"
+        )
+    return build_gate(**settings)
 
 
 def prefect_source(source: Source | str | dict[str, Any], *, block: str | None = None) -> Source:

@@ -22,7 +22,7 @@ from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.gate import CarbonGate, Decision, decide, kill_switch_from_env, wait_for_window
 from carbon_sensors.prefect._flow import arecord_artifact, record_artifact, wait_logger, work_scope
 from carbon_sensors.prefect._runtime import flow_run_anchor, run_coro, run_logger
-from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate
+from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate, build_gate_from
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["DEFAULT_TASK_MAX_DELAY", "carbon_aware_task", "decide_now", "plan_carbon_window"]
@@ -124,7 +124,7 @@ def plan_carbon_window(*, now: datetime | None = None, **settings: Any) -> dict[
     """
     if now is not None and not isinstance(now, datetime):
         raise ConfigurationError(f"now must be an aware datetime, got {type(now).__name__}")
-    gate = build_gate(**settings)
+    gate = build_gate_from("plan_carbon_window", settings)
     decision = run_coro(decide_now(gate, now))
     run_logger().info("Carbon plan (%s): %s", decision.status, decision.reason)
     return decision.to_event()

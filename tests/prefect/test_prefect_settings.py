@@ -68,3 +68,14 @@ def test_the_adapter_imports_neither_airflow_nor_the_airflow_adapters():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[] True"
+
+
+def test_a_misspelt_setting_is_named_by_the_entry_points_that_forward_settings():
+    """schedule_in_window and plan_carbon_window forward **settings: a typo gets our error, naming it and the valid ones."""
+    from carbon_sensors import ConfigurationError
+    from carbon_sensors.prefect import plan_carbon_window, schedule_in_window
+
+    with pytest.raises(ConfigurationError, match=r"schedule_in_window got unknown gate setting\(s\) zonez;.*zone"):
+        schedule_in_window("etl/prod", zonez="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1))
+    with pytest.raises(ConfigurationError, match=r"plan_carbon_window got unknown gate setting\(s\) treshold;"):
+        plan_carbon_window.fn(zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1), treshold=100)
