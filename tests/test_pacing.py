@@ -72,3 +72,48 @@ def test_each_event_loop_has_its_own_budget():
 def test_the_budget_must_be_positive():
     with pytest.raises(ConfigurationError, match="positive"):
         LoopPacer(budget_s=0)
+
+
+class CountingTimer(FakeTimer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def test_a_gate_in_line_is_resumed_about_once_not_every_iteration():
+    """Thousands in line must not each be stepped at every iteration until their turn (O(n) per iteration)."""
+    timer = CountingTimer()
+    pacer = LoopPacer(budget_s=0.010, timer=timer)
+    workers = 2000
+    ran_in, _ = asyncio.run(burst(pacer, timer, workers=workers, cost_s=0.004))
+    assert len(ran_in) == workers and ran_in == sorted(ran_in)
+    assert max(ran_in.count(i) for i in set(ran_in)) <= 3  # still within the budget
+    # One budget check per turn, per resume and per release: a few per unit, not one per unit per iteration
+    # (that would be about workers**2 / 6, some 670,000 here).
+    assert timer.reads < 5 * workers
+
+
+def test_a_gate_cancelled_while_in_line_does_not_hold_up_the_others():
+    timer = FakeTimer()
+    pacer = LoopPacer(budget_s=0.010, timer=timer)
+
+    async def main() -> list[int]:
+        done: list[int] = []
+
+        async def work(i: int) -> None:
+            await pacer.turn()
+            done.append(i)
+            timer.now += 0.02  # each unit spends a whole budget
+
+        tasks = [asyncio.create_task(work(i)) for i in range(6)]
+        await asyncio.sleep(0)  # the first runs; the others wait in line
+        tasks[2].cancel()
+        tasks[3].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return done
+
+    assert asyncio.run(main()) == [0, 1, 4, 5]
