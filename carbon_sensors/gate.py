@@ -357,7 +357,11 @@ async def wait_for_window(
 
 async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: datetime) -> list:
     # The window the planner may need: from now until the job must be done.
-    return [await source.fetch(z, now, max(deadline, now + timedelta(hours=1)), now=now) for z in zones]
+    forecasts = [await source.fetch(z, now, max(deadline, now + timedelta(hours=1)), now=now) for z in zones]
+    # Every gate sharing one in-flight request resumes in the iteration it lands in: pace their plans
+    # (primary, fallback and embedded fetches alike).
+    await default_pacer().turn()
+    return forecasts
 
 
 def _plan(

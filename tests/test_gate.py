@@ -10,6 +10,8 @@ from forecast_csv import write_forecast_csv
 
 from carbon_sensors import After, CarbonGate, ConfigurationError, DeadlineError, Policy, UnknownZoneError, decide
 from carbon_sensors.gate import add_decision_listener, remove_decision_listener, wait_for_window
+from carbon_sensors.signals import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource
+from carbon_sensors.signals.file import FileSource
 from carbon_sensors.testing import FrozenClock
 
 T0 = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)
@@ -178,8 +180,19 @@ def test_a_gate_whose_window_has_come_does_not_chase_the_same_window_a_day_later
     assert clock.now() < start + timedelta(hours=10, minutes=1)
 
 
+def record_fetches(monkeypatch, source_class, events):
+    fetch = source_class.fetch
+
+    async def recorded(self, *args, **kwargs):
+        forecast = await fetch(self, *args, **kwargs)
+        events.append("fetch")
+        return forecast
+
+    monkeypatch.setattr(source_class, "fetch", recorded)
+
+
 def test_every_decision_and_every_wake_takes_its_turn_from_the_pacer(tmp_path, monkeypatch):
-    """Gates wake together at a refresh: each decision and each wake first asks the loop pacer for a turn."""
+    """Gates wake together at a refresh: each decision, each wake and each fetch asks the loop pacer for a turn."""
     from carbon_sensors import gate as gate_module
     from carbon_sensors.pacing import LoopPacer
 
@@ -198,6 +211,8 @@ def test_every_decision_and_every_wake_takes_its_turn_from_the_pacer(tmp_path, m
             await super().sleep(seconds)
 
     monkeypatch.setattr(gate_module, "default_pacer", lambda: Recording())
+    record_fetches(monkeypatch, FileSource, events)
+
     def listen(decision):
         events.append(decision.status)
 
@@ -212,4 +227,31 @@ def test_every_decision_and_every_wake_takes_its_turn_from_the_pacer(tmp_path, m
     # a turn before each decision, and after each sleep (30-min steps of the hourly waits)
     assert all(events[i - 1] == "turn" for i, e in enumerate(events) if e in ("wait", "go"))
     assert all(events[i + 1] == "turn" for i, e in enumerate(events) if e == "sleep")
+    # and one after each fetch: the gates sharing a refresh all resume when it lands
+    assert events.count("fetch") == 4
+    assert all(events[i + 1] == "turn" for i, e in enumerate(events) if e == "fetch")
     assert events.count("sleep") == 6
+
+
+def test_a_fallback_fetch_takes_its_turn_from_the_pacer_too(tmp_path, monkeypatch):
+    """When a source fails for every gate at once, their fallback plans arrive together as well."""
+    from carbon_sensors import gate as gate_module
+    from carbon_sensors.pacing import LoopPacer
+
+    events = []
+
+    class Recording(LoopPacer):
+        __slots__ = ()
+
+        async def turn(self):
+            events.append("turn")
+
+    monkeypatch.setattr(gate_module, "default_pacer", lambda: Recording())
+    record_fetches(monkeypatch, EmbeddedProfileSource, events)
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400] * 9)
+    gate = gate_for(path, on_source_error="embedded")
+    path.unlink()  # the file source now fails; the embedded profile serves
+    decision = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert decision.fallback == EMBEDDED_SOURCE_NAME
+    assert "fetch" in events
+    assert all(events[i + 1] == "turn" for i, e in enumerate(events) if e == "fetch")
