@@ -18,7 +18,9 @@ Strategies:
 Forecast model (per seed): a forecast issued at hour t for target hour T = t + h, h in [0, 72], is
 ``actual[T] * (1 + sigma24 * sqrt(h / 24) * z[T])``, with ``z`` one AR(1) series over target hours
 (coefficient ``rho``, unit variance) that stays fixed across issue times, so successive forecasts
-revise consistently toward the truth; h = 0 is exact. A real forecast archive
+revise consistently toward the truth; h = 0 is exact. ``exact_h`` makes every lead up to that many
+hours exact too (the planner is not told): a diagnostic of how much foresight a target asks for.
+A real forecast archive
 (``issued_at, target_time, value`` rows) can replace the model.
 
 >>> from carbon_sensors.simulate import WORKLOADS
@@ -181,9 +183,10 @@ def load_trace(path: str | Path, column: str | None = None, zone: str | None = N
 class ModelForecasts:
     """The forecasts a trace's zone would have had, from the noise model (one seed)."""
 
-    def __init__(self, actual: Forecast, *, sigma24: float, rho: float, seed: int, horizon_h: int = HORIZON_H):
-        if sigma24 < 0 or not -1 < rho < 1:
-            raise ConfigurationError("sigma24 must be >= 0 and rho within (-1, 1)")
+    def __init__(self, actual: Forecast, *, sigma24: float, rho: float, seed: int, horizon_h: int = HORIZON_H,
+                 exact_h: float = 0.0):
+        if sigma24 < 0 or not -1 < rho < 1 or exact_h < 0:
+            raise ConfigurationError("sigma24 and exact_h must be >= 0 and rho within (-1, 1)")
         self.actual, self.sigma24 = actual, sigma24
         self.step_s = actual.starts_s[1] - actual.starts_s[0]
         self.horizon = int(horizon_h * HOUR / self.step_s)
@@ -194,7 +197,8 @@ class ModelForecasts:
             z.append(previous)
             previous = rho * previous + innovation * rng.gauss(0.0, 1.0)
         self.z = z
-        self.scale = [sigma24 * math.sqrt(h * self.step_s / HOUR / 24) for h in range(self.horizon + 1)]
+        self.scale = [0.0 if h * self.step_s / HOUR <= exact_h else sigma24 * math.sqrt(h * self.step_s / HOUR / 24)
+                      for h in range(self.horizon + 1)]
         self._cache: dict[int, Forecast] = {}
 
     def issued_at(self, t_s: float) -> Forecast:
@@ -341,6 +345,7 @@ class SimulationSettings:
     history: int = 50
     margin_quantile: float = 0.999
     archive: str | None = None
+    exact_h: float = 0.0  # forecasts exact up to this lead (a foresight diagnostic; 0: only h = 0)
 
     def __post_init__(self) -> None:
         unknown = set(self.strategies) - set(STRATEGIES)
@@ -358,7 +363,8 @@ def run_trace(
         forecasts = {traces[0].zone: ArchiveForecasts(settings.archive, traces[0].zone, traces[0].actual.signal)}
     else:
         forecasts = {
-            t.zone: ModelForecasts(t.actual, sigma24=settings.sigma24, rho=settings.rho, seed=seed * 1009 + i)
+            t.zone: ModelForecasts(t.actual, sigma24=settings.sigma24, rho=settings.rho, seed=seed * 1009 + i,
+                                   exact_h=settings.exact_h)
             for i, t in enumerate(traces)
         }
     return asyncio.run(_run_trace(traces, settings, seed, forecasts))
@@ -528,9 +534,10 @@ def simulate(
             f"actual[T] * (1 + sigma24 * sqrt(h/24) * z[T]), h = T - t in [0, {HORIZON_H}] h, z AR(1) over target "
             f"hours with rho = {settings.rho}, fixed across issue times; sigma24 = {settings.sigma24}; "
             f"seeds = {settings.seeds}; forecasts refresh hourly"
+            + (f"; exact up to h = {settings.exact_h:g} h (a foresight diagnostic)" if settings.exact_h else "")
         ),
         "settings": {
-            "sigma24": settings.sigma24, "rho": settings.rho, "seeds": settings.seeds,
+            "sigma24": settings.sigma24, "rho": settings.rho, "seeds": settings.seeds, "exact_h": settings.exact_h,
             "overrun": "none" if settings.overrun.p95 is None else f"lognormal:p95={settings.overrun.p95}",
             "policy": settings.policy.to_dict(), "strategies": list(settings.strategies),
             "workloads": [w.name for w in settings.workloads],

@@ -70,6 +70,29 @@ def test_forecast_model_revises_consistently_toward_the_truth():
     assert [abs(e) for e in errors] == sorted((abs(e) for e in errors), reverse=True)
 
 
+def test_the_foresight_diagnostic_makes_leads_up_to_exact_h_exact_and_leaves_the_rest_noisy():
+    actual = trace([300.0] * (24 * 10)).actual
+    noisy = ModelForecasts(actual, sigma24=0.1, rho=0.9, seed=1)
+    foresight = ModelForecasts(actual, sigma24=0.1, rho=0.9, seed=1, exact_h=12)
+    for i in range(1, 24 * 5, 7):
+        seen, usual = foresight.issued_at(actual.starts_s[i]), noisy.issued_at(actual.starts_s[i])
+        assert seen.values[:13] == (300.0,) * 13 and seen.recent_error == 0.0
+        assert seen.values[13:] == usual.values[13:] and seen.error_24h == 0.1  # the planner is not told
+        assert usual.values[1:13] != (300.0,) * 12
+    with pytest.raises(ConfigurationError, match="exact_h"):
+        ModelForecasts(actual, sigma24=0.1, rho=0.9, seed=1, exact_h=-1)
+
+
+def test_foresight_over_the_whole_slack_puts_the_gate_at_the_oracle():
+    """On a noisy daily trace, exact leads up to the whole slack put the gate at the oracle."""
+    settings = {"workloads": (WORKLOADS["nightly_enrichment"],), "sigma24": 0.3, "seeds": 2,
+                "policy": Policy(min_saving_pct=0)}
+    values = [300.0 - 80 * math.cos((h - 5) / 24 * 2 * math.pi) + 40 * math.sin(h * 0.37) for h in range(24 * 40)]
+    fractions = [simulate([[trace(values)]], SimulationSettings(**settings, exact_h=h), workers=1)
+                 ["summary"]["nightly_enrichment"]["carbon_sensors"]["fraction_of_oracle"] for h in (0, 8)]
+    assert fractions[0] < fractions[1] == pytest.approx(1.0)
+
+
 def test_with_perfect_forecasts_every_planning_strategy_matches_the_oracle():
     """At sigma24 = 0 the gate, commit-once and the oracle choose the same windows (exact time model)."""
     out = simulate([[trace(daily(30, low_hour=5))]], SimulationSettings(
