@@ -33,9 +33,9 @@ policy, dag/task/run ids (so the force-start Variable is read, through its per-p
 with ``await asyncio.sleep(0)`` before and after. ``DateTimeTrigger(moment=now + 6 h)`` run the same
 way. Airflow logging is at WARNING (the triggerer would also log every decision).
 
-*Phase M (memory).* After a warm-up (imports; then cancelled), under ``tracemalloc``: N
-``DateTimeTrigger`` tasks are started and left waiting (snapshot), then N carbon triggers, until each
-has made its first decision and sleeps (snapshot). Memory per waiting trigger = traced bytes
+*Phase M (memory).* After a warm-up (imports and the decision trail's first write; then cancelled),
+under ``tracemalloc``: N ``DateTimeTrigger`` tasks are started and left waiting (snapshot), then N
+carbon triggers, until each has made its first decision and sleeps (snapshot). Memory per waiting trigger = traced bytes
 difference / N for each kind; the ratio is carbon / DateTime. Also the garbage-collector-tracked
 objects per trigger (a full collection's pause grows with them). The carbon triggers' clock runs at
 real speed here, so nothing refreshes; they are then cancelled, while the DateTime triggers keep
@@ -559,6 +559,9 @@ async def run(args: argparse.Namespace, server: ForecastServer) -> dict[str, Any
     warm = await start_triggers(lambda i: make_carbon(i, sim_start), warm_n, fired)
     warm += await start_triggers(make_datetime, warm_n, fired)
     await wait_until(lambda: decisions.total >= warm_n, 60, "warm-up decisions")
+    # The trail's first write imports SQLAlchemy and builds the ledger's tables: once per process
+    # (about 0.5 MB), not per trigger, so it belongs to the warm-up and not to phase M.
+    await wait_until(lambda: _trail_queued() == 0, 120, "the warm-up's decision trail to drain")
     await cancel(warm)
     del warm
     dt_made.clear()
