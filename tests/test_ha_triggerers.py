@@ -4,9 +4,10 @@ Scheduler (LocalExecutor), dag-processor, api-server and two triggerers run as s
 fresh PostgreSQL metadata database; each is stopped by its PID afterwards. Every process runs the same
 compressed clock (installed by a ``sitecustomize`` on their PYTHONPATH, anchored to one real instant), and
 the gates read an Electricity Maps-shaped forecast from a local HTTP server: dirty now, clean a few
-simulated hours after the DAG is triggered. While the mapped tasks wait in the triggerers, one triggerer is SIGKILLed; the other
-must take over its triggers, every task must succeed, none may start after its latest start, and the
-carbon-sensors ledger (a second fresh database) must hold exactly one record per task try.
+simulated hours after the DAG is triggered. Triggerer A starts first; B starts once A holds gates.
+While the mapped tasks wait in both, A is SIGKILLed; B must take over its triggers, every task must
+succeed, none may start after its latest start, and the carbon-sensors ledger (a second fresh
+database) must hold exactly one record per task try.
 
 The server's API key is a sentinel held by an Airflow Connection that every process gets from an
 ``AIRFLOW_CONN_*`` environment variable. The server answers only requests carrying it, so it must
@@ -55,7 +56,7 @@ FACTOR = float(os.environ.get("CS_HA_FACTOR", "60"))  # one simulated minute per
 SIM_START = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)
 # Clean from this long after the trigger (not after the clock's epoch: on a slow machine the deployment
 # takes longer to start, and the gates must still wait in the triggerers well before the window)...
-WINDOW_AFTER = timedelta(hours=float(os.environ.get("CS_HA_WINDOW_H", "2.5")))
+WINDOW_AFTER = timedelta(hours=float(os.environ.get("CS_HA_WINDOW_H", "3")))
 WINDOW_LENGTH = timedelta(hours=2)  # ...for this long
 DEADLINE = SIM_START + timedelta(hours=14)
 DIRTY, CLEAN = 320, 60
@@ -341,7 +342,7 @@ def _sim_now(epoch: float) -> datetime:
     return SIM_START + timedelta(seconds=(time.time() - epoch) * FACTOR)
 
 
-@pytest.mark.timeout(600)  # a slow start leaves the window 2.5 h (simulated) after the trigger all the same
+@pytest.mark.timeout(600)  # a slow start leaves the window 3 h (simulated) after the trigger all the same
 def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
     began = time.monotonic()
     airflow_url, ledger_url = databases
@@ -409,17 +410,14 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         deployment.start("api-server", "api-server", "-H", "127.0.0.1", "-p", str(api_port), "-w", "1")
         deployment.start("dag-processor", "dag-processor")
         deployment.start("scheduler", "scheduler")
-        # Triggerer A holds at most 100 gates, so both triggerers get some; B can take all of them.
+        # Triggerer A starts alone and holds at most 100 gates; B, which can take all of them, starts
+        # once A holds some, so both hold gates whichever would poll the trigger table first.
         # They log at DEBUG: they are where the key is read and sent.
         deployment.start("triggerer-a", "triggerer", "--capacity", "100",
                          AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
                          AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG")
         (job_a,) = _wait("triggerer A's job", lambda: _triggerer_jobs(db), deployment, 120)
-        deployment.start("triggerer-b", "triggerer", "--capacity", "1000",
-                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
-                         AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG")
-        job_b = _wait("triggerer B's job", lambda: next((j for j in _triggerer_jobs(db) if j != job_a), None),
-                      deployment, 120)
+        job_b = None
 
         def api_healthy() -> bool:
             try:
@@ -447,13 +445,6 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
         _say(began, f"{DAG_ID} triggered ({TASKS} mapped gates), {_sim_now(epoch):%H:%M} simulated, "
                     f"window {window.start:%H:%M}-{window.end:%H:%M}")
 
-        # Wait until most gates wait, in both triggerers, then kill A outright.
-        def both_hold() -> dict | None:
-            held = _deferred_by_triggerer(db)
-            deferred = sum(len(gates) for gates in held.values())
-            return held if (deferred >= TASKS * 3 // 4 and len(held.get(job_a, ())) >= 20
-                            and len(held.get(job_b, ())) >= 20) else None
-
         def holding() -> str:
             held = _deferred_by_triggerer(db)
             return (f"{_sim_now(epoch):%H:%M} simulated, window at {window.start:%H:%M}; deferred gates by triggerer "
@@ -462,8 +453,27 @@ def test_a_killed_triggerer_hands_its_gates_over(databases, tmp_path, capsys):
 
         # Until half an hour (simulated) before the window: a kill after that would not test a handover.
         latest_kill = window.start - timedelta(minutes=30)
-        held = _wait("deferred tasks in both triggerers", both_hold, deployment,
-                     max(0.0, (latest_kill - _sim_now(epoch)).total_seconds() / FACTOR), status=holding)
+
+        def until_latest_kill() -> float:
+            return max(0.0, (latest_kill - _sim_now(epoch)).total_seconds() / FACTOR)
+
+        _wait("triggerer A to hold 40 gates", lambda: len(_deferred_by_triggerer(db).get(job_a, ())) >= 40,
+              deployment, until_latest_kill(), status=holding)
+        deployment.start("triggerer-b", "triggerer", "--capacity", "1000",
+                         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
+                         AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG")
+        job_b = _wait("triggerer B's job", lambda: next((j for j in _triggerer_jobs(db) if j != job_a), None),
+                      deployment, 120)
+        _say(began, f"triggerer B started (job {job_b}) with A holding gates, {_sim_now(epoch):%H:%M} simulated")
+
+        # Wait until most gates wait, in both triggerers, then kill A outright.
+        def both_hold() -> dict | None:
+            held = _deferred_by_triggerer(db)
+            deferred = sum(len(gates) for gates in held.values())
+            return held if (deferred >= TASKS * 3 // 4 and len(held.get(job_a, ())) >= 20
+                            and len(held.get(job_b, ())) >= 20) else None
+
+        held = _wait("deferred tasks in both triggerers", both_hold, deployment, until_latest_kill(), status=holding)
         sim_at_kill = _sim_now(epoch)
         deployment.kill("triggerer-a")
         _say(began, f"SIGKILLed triggerer A (job {job_a}) holding {len(held[job_a])} gates; B (job {job_b}) holds "
