@@ -19,13 +19,12 @@ Forecast model (per seed): a forecast issued at hour t for target hour T = t + h
 ``actual[T] * (1 + sigma24 * sqrt(h / 24) * z[T])``, with ``z`` one AR(1) series over target hours
 (coefficient ``rho``, unit variance) that stays fixed across issue times, so successive forecasts
 revise consistently toward the truth; h = 0 is exact. ``exact_h`` makes every lead up to that many
-hours exact too (the planner is not told): a diagnostic of how much foresight a target asks for.
-A real forecast archive
-(``issued_at, target_time, value`` rows) can replace the model.
+hours exact too (the planner is not told): a diagnostic of how much foresight a target asks for. A
+real forecast archive (``issued_at, target_time, value`` rows) can replace the model.
 
 >>> from carbon_sensors.simulate import WORKLOADS
 >>> WORKLOADS["weekly_retrain"].slack_h
-48.0
+48
 """
 
 from __future__ import annotations
@@ -351,6 +350,8 @@ class SimulationSettings:
         unknown = set(self.strategies) - set(STRATEGIES)
         if unknown:
             raise ConfigurationError(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+        if not self.exact_h >= 0:  # checked here, not first in a worker process
+            raise ConfigurationError(f"exact_h is hours of exact foresight and must be >= 0, got {self.exact_h!r}")
         if "now" not in self.strategies:
             object.__setattr__(self, "strategies", ("now", *self.strategies))
 

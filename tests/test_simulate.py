@@ -81,6 +81,8 @@ def test_the_foresight_diagnostic_makes_leads_up_to_exact_h_exact_and_leaves_the
         assert usual.values[1:13] != (300.0,) * 12
     with pytest.raises(ConfigurationError, match="exact_h"):
         ModelForecasts(actual, sigma24=0.1, rho=0.9, seed=1, exact_h=-1)
+    with pytest.raises(ConfigurationError, match="exact_h is hours of exact foresight"):
+        SimulationSettings(workloads=(WORKLOADS["nightly_enrichment"],), exact_h=float("nan"))
 
 
 def test_foresight_over_the_whole_slack_puts_the_gate_at_the_oracle():
