@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,9 @@ SAMPLE = ROOT.parent / "shared" / "data" / "forecasts" / "GB_national_2023-03-15
 
 
 def main() -> int:
+    if not SAMPLE.is_file():
+        print(f"no forecast sample at {SAMPLE}: run from a checkout beside ../shared/data", file=sys.stderr)
+        return 2
     with SAMPLE.open(newline="") as f:
         rows = list(csv.DictReader(f))
     early = next(c for c in rows[0] if c.startswith("forecast_issued_"))

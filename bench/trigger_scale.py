@@ -35,8 +35,8 @@ way. Airflow logging is at WARNING (the triggerer would also log every decision)
 
 *Phase M (memory).* After a warm-up (imports and the decision trail's first write; then cancelled),
 under ``tracemalloc``: N ``DateTimeTrigger`` tasks are started and left waiting (snapshot), then N
-carbon triggers, until each has made its first decision and sleeps (snapshot). Memory per waiting trigger = traced bytes
-difference / N for each kind; the ratio is carbon / DateTime. Also the garbage-collector-tracked
+carbon triggers, until each has made its first decision and sleeps (snapshot). Memory per waiting
+trigger = traced bytes difference / N for each kind; the ratio is carbon / DateTime. Also the garbage-collector-tracked
 objects per trigger (a full collection's pause grows with them). The carbon triggers' clock runs at
 real speed here, so nothing refreshes; they are then cancelled, while the DateTime triggers keep
 waiting through phase S (side by side, as in one triggerer). A second, smaller round
@@ -52,8 +52,8 @@ that is every 3.3 s of real time, about 18 times as often as a real triggerer wi
 60 s default). Every trigger decides at start, sleeps until its next decision point (the source's
 30-minute refresh), wakes after the NESO slot has changed and re-plans on the new forecast: that is
 one refresh of all N; the run measures ``--refreshes`` of them. A heartbeat task sleeps 5 ms in a
-loop; how late it wakes is the event-loop stall. Per phase (start, refresh k, each from the first to the last decision in it):
-upstream requests counted by the server for that NESO slot; the longest stall, p99, the three worst
+loop; how late it wakes is the event-loop stall. Per phase (start, refresh k, each from the first to
+the last decision in it): upstream requests counted by the server for that NESO slot; the longest stall, p99, the three worst
 with the garbage-collector pauses inside them (``gc.callbacks``), and ``max_net_of_gc_ms``, the
 longest stall less those pauses. The target is the longest stall over all refreshes.
 
