@@ -14,10 +14,12 @@ Points may come at any resolution (5 min, 30 min, 1 h) and need not be evenly sp
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate, pairwise
 from typing import Literal
 
 from carbon_sensors.errors import ConfigurationError, InvalidForecastError
@@ -77,24 +79,29 @@ class Forecast:
             raise InvalidForecastError(f"{where} has no points; check the source's time range and zone")
         if len(self.starts_s) != len(self.values):
             raise InvalidForecastError(f"{where} has {len(self.starts_s)} times but {len(self.values)} values")
-        for earlier, later in zip(self.starts_s, self.starts_s[1:], strict=False):
-            if not later > earlier:
-                raise InvalidForecastError(
-                    f"{where} is not strictly increasing in time at {_iso(later)}; "
-                    "sort the points and drop duplicate timestamps"
-                )
-        if not self.end_s > self.starts_s[-1]:
+        starts, values = self.starts_s, self.values
+        # Forecasts are built on every re-plan: check in C first, and walk the points in Python
+        # only to name the one that is wrong.
+        if not all(map(operator.lt, starts, starts[1:])):
+            for earlier, later in pairwise(starts):
+                if not later > earlier:
+                    raise InvalidForecastError(
+                        f"{where} is not strictly increasing in time at {_iso(later)}; "
+                        "sort the points and drop duplicate timestamps"
+                    )
+        if not self.end_s > starts[-1]:
             raise InvalidForecastError(f"{where} ends at {_iso(self.end_s)}, not after its last point")
-        for start, value in zip(self.starts_s, self.values, strict=True):
-            if not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_G_PER_KWH):
-                raise InvalidForecastError(
-                    f"{where} has intensity {value!r} at {_iso(start)}; values must be finite and within "
-                    f"0..{MAX_PLAUSIBLE_G_PER_KWH:g} gCO2eq/kWh (check the source's unit: lbs/MWh or kg/kWh?)"
-                )
-        cumulative = [0.0]
-        for i in range(len(self.values) - 1):
-            cumulative.append(cumulative[-1] + self.values[i] * (self.starts_s[i + 1] - self.starts_s[i]))
-        object.__setattr__(self, "_cumulative", tuple(cumulative))
+        # A NaN or an infinity makes the sum non-finite, whatever min() and max() say.
+        if not (math.isfinite(sum(values)) and 0.0 <= min(values) and max(values) <= MAX_PLAUSIBLE_G_PER_KWH):
+            for start, value in zip(starts, values, strict=True):
+                if not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_G_PER_KWH):
+                    raise InvalidForecastError(
+                        f"{where} has intensity {value!r} at {_iso(start)}; values must be finite and within "
+                        f"0..{MAX_PLAUSIBLE_G_PER_KWH:g} gCO2eq/kWh (check the source's unit: lbs/MWh or kg/kWh?)"
+                    )
+        # The integral up to each point's start, summed left to right.
+        steps = map(operator.mul, values, map(operator.sub, starts[1:], starts))
+        object.__setattr__(self, "_cumulative", tuple(accumulate(steps, initial=0.0)))
 
     @classmethod
     def from_points(

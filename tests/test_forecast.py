@@ -120,6 +120,13 @@ def test_implausible_values_raise_invalid_forecast(bad):
     with pytest.raises(InvalidForecastError, match=r"must be finite and within 0\.\.2000") as info:
         hourly([100.0, bad, 100.0])
     assert "unit" in str(info.value)
+    assert (T0 + H).isoformat() in str(info.value)  # names the bad point
+
+
+def test_infinities_of_both_signs_are_refused():
+    """+inf and -inf together sum to NaN; the check still finds and names the first of them."""
+    with pytest.raises(InvalidForecastError, match=r"intensity inf at 2026-06-15T07:00:00\+00:00"):
+        hourly([100.0, math.inf, -math.inf, 100.0])
 
 
 def test_single_point_without_resolution_raises_invalid_forecast():
