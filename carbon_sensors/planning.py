@@ -358,12 +358,14 @@ def _student_t(quantile: float, dof: int) -> float:
 
 def _candidates(forecast: Forecast, now_s: float, horizon_s: float, dur_s: float) -> list[float]:
     """Starts where the window's start or end meets a slot boundary, plus ``now`` and the horizon."""
-    bounds = (*forecast.starts_s, forecast.end_s)
+    starts, end_s = forecast.starts_s, forecast.end_s
     out = {now_s, horizon_s}
-    lo, hi = bisect_left(bounds, now_s), bisect_right(bounds, horizon_s)
-    out.update(bounds[lo:hi])
-    lo, hi = bisect_left(bounds, now_s + dur_s), bisect_right(bounds, horizon_s + dur_s)
-    out.update(b - dur_s for b in bounds[lo:hi])
+    for lo_s, hi_s, shift in ((now_s, horizon_s, 0.0), (now_s + dur_s, horizon_s + dur_s, dur_s)):
+        # The slot boundaries in [lo_s, hi_s]: point starts, then the forecast's end (bisecting
+        # the starts alone: a long trace is not copied for every plan).
+        out.update(b - shift for b in starts[bisect_left(starts, lo_s):bisect_right(starts, hi_s)])
+        if lo_s <= end_s <= hi_s:
+            out.add(end_s - shift)
     return sorted(out)
 
 
