@@ -23,7 +23,10 @@ or the embedded profile) or where there is no earlier forecast to compare with.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import replace
+from functools import lru_cache
+from itertools import repeat
 
 from carbon_sensors.forecast import MAX_PLAUSIBLE_G_PER_KWH, Forecast
 
@@ -72,12 +75,23 @@ def _correct(current: Forecast, previous: Forecast | None, persistence: float) -
     if lead_h <= 0:
         return current
     z = max(-_MAX_Z, min(_MAX_Z, error / (sigma24 * math.sqrt(lead_h / 24.0))))
-    values = [current.values[0]]
-    for start_s, value in zip(current.starts_s[1:], current.values[1:], strict=True):
-        ahead_h = (start_s - now_s) / 3600.0
-        expected_error = sigma24 * math.sqrt(ahead_h / 24.0) * persistence**ahead_h * z
-        values.append(min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, value / max(0.2, 1.0 + expected_error))))
-    return replace(current, values=tuple(values))
+    offsets_s = tuple(map(operator.sub, current.starts_s[1:], repeat(now_s)))
+    values = [
+        min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, value / max(0.2, 1.0 + coefficient * z)))
+        for value, coefficient in zip(current.values[1:], _error_shape(sigma24, persistence, offsets_s), strict=True)
+    ]
+    return replace(current, values=(current.values[0], *values))
+
+
+@lru_cache(maxsize=64)
+def _error_shape(sigma24: float, persistence: float, offsets_s: tuple[float, ...]) -> tuple[float, ...]:
+    """The expected relative error per unit of current error, at each offset ahead of now.
+
+    Cached: every refresh of a zone has the same offsets, and thousands of gates share them.
+    """
+    return tuple(
+        sigma24 * math.sqrt(ahead_h / 24.0) * persistence**ahead_h for ahead_h in (o / 3600.0 for o in offsets_s)
+    )
 
 
 class ForecastMemory:
