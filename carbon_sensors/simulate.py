@@ -209,16 +209,16 @@ class ModelForecasts:
             raise ForecastCoverageError(f"the trace has no forecast issued at {datetime.fromtimestamp(t_s, UTC)}")
         last = min(len(self.actual.values), i + self.horizon + 1)
         values = self.actual.values
-        out = tuple(
-            min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, values[j] * (1 + self.scale[j - i] * self.z[j]))) for j in range(i, last)
-        )
+        out = [v * (1 + s * z) for v, s, z in zip(values[i:last], self.scale, self.z[i:last], strict=False)]
+        if min(out) <= 0.0 or max(out) > MAX_PLAUSIBLE_G_PER_KWH:  # rare: clamp only then
+            out = [min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, v)) for v in out]
         starts = self.actual.starts_s[i:last]
         # Like an API that returns forecast and actual for recent slots: the error the forecast
         # issued one step earlier made for the current slot.
         recent = None if i == 0 or not values[i] > 0 else self.scale[1] * self.z[i]
         forecast = Forecast(
             zone=self.actual.zone, source="simulated-forecast", signal=self.actual.signal,
-            issued_at=datetime.fromtimestamp(starts[0], UTC), starts_s=starts, values=out,
+            issued_at=datetime.fromtimestamp(starts[0], UTC), starts_s=starts, values=tuple(out),
             end_s=starts[-1] + self.step_s, error_24h=self.sigma24,
             recent_error=None if recent is None else max(-0.99, recent), recent_error_lead_h=self.step_s / HOUR,
         )
