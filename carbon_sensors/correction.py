@@ -76,22 +76,32 @@ def _correct(current: Forecast, previous: Forecast | None, persistence: float) -
         return current
     z = max(-_MAX_Z, min(_MAX_Z, error / (sigma24 * math.sqrt(lead_h / 24.0))))
     offsets_s = tuple(map(operator.sub, current.starts_s[1:], repeat(now_s)))
-    values = [
-        min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, value / max(0.2, 1.0 + coefficient * z)))
-        for value, coefficient in zip(current.values[1:], _error_shape(sigma24, persistence, offsets_s), strict=True)
-    ]
+    shape, peak = _error_shape(sigma24, persistence, offsets_s)
+    later = current.values[1:]
+    values = None
+    if peak * abs(z) <= 0.8 and later and min(later) > 0.0:
+        # Every divisor is at least 0.2 and every value positive: only the upper bound can bite.
+        values = [value / (1.0 + coefficient * z) for value, coefficient in zip(later, shape, strict=True)]
+        if max(values) > MAX_PLAUSIBLE_G_PER_KWH:
+            values = None
+    if values is None:
+        values = [
+            min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, value / max(0.2, 1.0 + coefficient * z)))
+            for value, coefficient in zip(later, shape, strict=True)
+        ]
     return replace(current, values=(current.values[0], *values))
 
 
 @lru_cache(maxsize=64)
-def _error_shape(sigma24: float, persistence: float, offsets_s: tuple[float, ...]) -> tuple[float, ...]:
-    """The expected relative error per unit of current error, at each offset ahead of now.
+def _error_shape(sigma24: float, persistence: float, offsets_s: tuple[float, ...]) -> tuple[tuple[float, ...], float]:
+    """The expected relative error per unit of current error at each offset ahead of now, and its peak.
 
     Cached: every refresh of a zone has the same offsets, and thousands of gates share them.
     """
-    return tuple(
+    shape = tuple(
         sigma24 * math.sqrt(ahead_h / 24.0) * persistence**ahead_h for ahead_h in (o / 3600.0 for o in offsets_s)
     )
+    return shape, max(shape, default=0.0)
 
 
 class ForecastMemory:

@@ -71,3 +71,27 @@ def test_memory_corrects_with_a_recent_earlier_forecast_only():
     assert memory.correct(stale) is stale
     rewound = hourly(T0, [200, 210, 220, 230])  # a clock jump back: no comparison
     assert memory.correct(rewound) is rewound
+
+
+@pytest.mark.parametrize(
+    ("error_24h", "recent_error", "values"),
+    [
+        (0.1, 0.05, [200, 220, 230, 240, 250]),  # the usual case
+        (0.1, -0.05, [200, 0, 230, 0, 250]),  # zeros stay zeros
+        (3.0, -0.9, [200, 1500, 1900, 1800, 1700, 1600]),  # divisor floor and the 2000 g/kWh cap bite
+    ],
+    ids=["plain", "zeros", "clamped"],
+)
+def test_corrected_values_follow_the_documented_formula(error_24h, recent_error, values):
+    """value / max(0.2, 1 + error_24h * sqrt(h/24) * persistence^h * z), kept within 0..2000 g/kWh."""
+    from carbon_sensors.forecast import MAX_PLAUSIBLE_G_PER_KWH
+
+    now = hourly(T0, values, error_24h=error_24h, recent_error=recent_error, recent_error_lead_h=1.0)
+    z = max(-4.0, min(4.0, recent_error / (error_24h * math.sqrt(1 / 24))))
+    expected = [values[0]] + [
+        min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, v / max(0.2, 1 + error_24h * math.sqrt(h / 24) * 0.9**h * z)))
+        for h, v in enumerate(values[1:], start=1)
+    ]
+    assert list(correct_forecast(now).values) == pytest.approx(expected, rel=1e-12)
+    if error_24h == 3.0:
+        assert max(correct_forecast(now).values) == MAX_PLAUSIBLE_G_PER_KWH
