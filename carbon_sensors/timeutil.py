@@ -11,6 +11,8 @@ __all__ = ["as_utc", "parse_utc", "seconds", "to_iso"]
 
 def as_utc(value: datetime, what: str = "datetime") -> datetime:
     """Return ``value`` in UTC; refuse naive datetimes, whose meaning depends on the machine."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value  # already what we return; the planner converts several per re-plan
     if not isinstance(value, datetime):
         raise ConfigurationError(f"{what} must be a datetime, got {type(value).__name__}: {value!r}")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
