@@ -1,6 +1,6 @@
 """Would a smarter stopping rule capture more of the oracle's saving? A measurement, not a test.
 
-Run from the repository root (reads ../shared/data/carbon; about 5 minutes for all zones)::
+Run from the repository root (reads ../shared/data/carbon; about 6 minutes for all zones)::
 
     .venv/bin/python bench/stopping_rule.py                      # weekly_retrain, sigma24 = 0.10
     .venv/bin/python bench/stopping_rule.py --zones DE,ZA --seeds 1
