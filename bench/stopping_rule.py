@@ -146,12 +146,17 @@ def main() -> int:
     parser.add_argument("--scenarios", type=int, default=32)
     parser.add_argument("--zones", help="comma-separated zones (default: every trace in --data)")
     args = parser.parse_args()
+    if args.seeds < 1 or args.scenarios < 1:
+        parser.error("--seeds and --scenarios must be at least 1")
     paths = sorted(args.data.glob("*_2021-2023_hourly.csv"))
-    if args.zones:
-        paths = [p for p in paths if p.name.split("_")[0] in args.zones.split(",")]
     if not paths:
-        print(f"no traces in {args.data}", file=sys.stderr)
+        print(f"no traces in {args.data}: run from a checkout beside ../shared/data", file=sys.stderr)
         return 2
+    if args.zones:
+        wanted, known = args.zones.split(","), {p.name.split("_")[0] for p in paths}
+        if unknown := sorted(set(wanted) - known):
+            parser.error(f"no trace for zone(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        paths = [p for p in paths if p.name.split("_")[0] in wanted]
     workload = WORKLOADS[args.workload]
     expected = timedelta(hours=workload.duration_h)
     latest_h = workload.slack_h - workload.duration_h - Policy().margin_for(expected).total_seconds() / 3600
