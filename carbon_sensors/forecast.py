@@ -41,7 +41,7 @@ class Forecast:
     Build it with :meth:`from_points`; the constructor validates whatever it is given.
     ``measured_until``: points that start before it are measurements, the rest are forecasts.
     ``error_24h``: the forecast's typical relative error (1 sigma) 24 h after ``issued_at``, growing
-    with the square root of the horizon; 0 for measurements and perfect knowledge. The planner
+    with the square root of the horizon; 0 for measurements and perfect knowledge. The
     planner's gate corrects near-term points by the error the source is making now
     (see :mod:`carbon_sensors.correction`).
     ``recent_error``: where the source knows it (e.g. an API that returns forecast and actual for
