@@ -18,28 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from carbon_sensors import __version__
 from carbon_sensors.errors import CarbonSensorsError, ConfigurationError
-
-_SPAN = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*$")
-
-
-def parse_span(text: str) -> timedelta:
-    """``90m``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, as a timedelta."""
-    try:
-        return timedelta(seconds=float(text))
-    except ValueError:
-        pass
-    match = _SPAN.match(text.lower())
-    if not match or not any(match.groups()):
-        raise ConfigurationError(f"cannot read the duration {text!r}; write e.g. 90m, 1h30m, 2d or 3600")
-    days, hours, minutes = (float(g) if g else 0.0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
+from carbon_sensors.timeutil import parse_span
 
 
 def _moment(text: str | None, now: datetime) -> datetime:

@@ -108,7 +108,7 @@ WORKLOADS: dict[str, Workload] = {
 
 def parse_workload(text: str) -> Workload:
     """A custom workload: ``name:every=4h,duration=1h,slack=4h[,offset=18h][,weekday=0]``."""
-    from carbon_sensors.cli import parse_span
+    from carbon_sensors.timeutil import parse_span
 
     name, _, spec = text.partition(":")
     fields: dict[str, str] = {}

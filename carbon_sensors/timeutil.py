@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from carbon_sensors.errors import ConfigurationError
 
-__all__ = ["as_utc", "parse_utc", "seconds", "to_iso"]
+__all__ = ["as_utc", "parse_span", "parse_utc", "seconds", "to_iso"]
 
 
 def as_utc(value: datetime, what: str = "datetime") -> datetime:
@@ -47,3 +48,19 @@ def seconds(value: timedelta | float | int, what: str) -> float:
     if not result >= 0:
         raise ConfigurationError(f"{what} must be zero or positive, got {value!r}")
     return result
+
+
+_SPAN = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*$")
+
+
+def parse_span(text: str) -> timedelta:
+    """``90m``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, as a timedelta."""
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    match = _SPAN.match(text.lower())
+    if not match or not any(match.groups()):
+        raise ConfigurationError(f"cannot read the duration {text!r}; write e.g. 90m, 1h30m, 2d or 3600")
+    days, hours, minutes = (float(g) if g else 0.0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes)

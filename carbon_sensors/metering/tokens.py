@@ -34,21 +34,29 @@ import operator
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.records import TokenUsage
-
-if TYPE_CHECKING:
-    from carbon_sensors.metering.meter import Meter
 
 __all__ = ["capture_usage", "current_meter", "install_httpx_capture", "record_tokens"]
 
 log = logging.getLogger(__name__)
 
-_current: ContextVar[Meter | None] = ContextVar("carbon_sensors_meter", default=None)
+
+class MeterLike(Protocol):
+    """What token counting needs of a meter (a :class:`~carbon_sensors.metering.Meter`), so this module imports none."""
+
+    _active: bool
+    _parent: MeterLike | None
+    strict: bool
+
+    def _add_tokens(self, model: str, prompt: int, completion: int, response_id: str | None) -> bool: ...
+
+
+_current: ContextVar[MeterLike | None] = ContextVar("carbon_sensors_meter", default=None)
 #: Meters active in this process, in the order they started (the last one is the most recent).
-_active: list[Meter] = []
+_active: list[MeterLike] = []
 _lock = threading.Lock()
 _warned_no_meter = False
 _capture_installed = False
@@ -58,7 +66,7 @@ _FULL_PARSE_MAX_BYTES = 1 << 20
 _WINDOW = 1 << 16
 
 
-def current_meter() -> Meter | None:
+def current_meter() -> MeterLike | None:
     """The meter a token count made here goes to, or None when no meter is active.
 
     >>> from carbon_sensors.metering import Meter, MeterSettings
@@ -79,14 +87,14 @@ def current_meter() -> Meter | None:
         return None
 
 
-def _activate(meter: Meter) -> Token[Meter | None]:
+def _activate(meter: MeterLike) -> Token[MeterLike | None]:
     """Make ``meter`` the current one (called by ``Meter.__enter__``)."""
     with _lock:
         _active.append(meter)
     return _current.set(meter)
 
 
-def _deactivate(meter: Meter, token: Token[Meter | None] | None) -> None:
+def _deactivate(meter: MeterLike, token: Token[MeterLike | None] | None) -> None:
     """Undo :func:`_activate` (called by ``Meter.__exit__``, maybe from another context)."""
     if token is not None:
         try:
@@ -115,10 +123,10 @@ def _problem(prompt: Any, completion: Any, model: Any) -> str | None:
     return None
 
 
-def _deliver(meter: Meter, model: str, prompt: int, completion: int, response_id: str | None) -> bool:
+def _deliver(meter: MeterLike, model: str, prompt: int, completion: int, response_id: str | None) -> bool:
     """Add to ``meter`` and the active meters around it; False where the response was already counted."""
     counted = False
-    m: Meter | None = meter
+    m: MeterLike | None = meter
     while m is not None:
         if m._active:
             counted = m._add_tokens(model, prompt, completion, response_id) or counted
