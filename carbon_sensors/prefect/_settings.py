@@ -7,7 +7,6 @@ credentialed source whose key lives in a Prefect block so that its errors name t
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +17,8 @@ from carbon_sensors.errors import ConfigurationError, SourceAuthError
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.gate import CarbonGate
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
+from carbon_sensors.prefect._block_names import BLOCK_NAME as _BLOCK_NAME
+from carbon_sensors.prefect._block_names import BLOCK_PREFIX
 from carbon_sensors.signals import Source, source_from_spec
 
 __all__ = [
@@ -32,13 +33,8 @@ __all__ = [
     "prefect_source",
 ]
 
-#: A source's ``conn_id`` that names a Prefect block rather than an Airflow connection. Airflow
-#: connection ids cannot hold a colon, so the two never collide.
-BLOCK_PREFIX = "prefect-block:"
 #: Source kinds that need credentials, hence take a block.
 CREDENTIAL_KINDS = ("electricitymaps", "watttime", "carbon_aware_sdk")
-# Prefect's own rule for block document names.
-_BLOCK_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def build_gate(

@@ -26,7 +26,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from carbon_sensors.errors import ConfigurationError, SourceUnavailableError
-from carbon_sensors.prefect._settings import BLOCK_PREFIX
+from carbon_sensors.prefect._block_names import BLOCK_PREFIX
 from carbon_sensors.signals.credentials import Credentials, register_resolver
 
 __all__ = ["CarbonAwareSdkCredentials", "ElectricityMapsCredentials", "WattTimeCredentials", "block_class_for"]
