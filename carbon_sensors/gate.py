@@ -12,9 +12,7 @@ decision) or :func:`wait_for_window` (decide, sleep until the next decision poin
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +24,7 @@ from carbon_sensors.clock import Clock
 from carbon_sensors.correction import ForecastMemory
 from carbon_sensors.deadlines import DeadlineSpec, check_deadline_spec
 from carbon_sensors.errors import ConfigurationError, ForecastError, SourceError, UnknownZoneError
+from carbon_sensors.overrides import KILL_SWITCH_ENV, Override, force_patterns, kill_switch_from_env
 from carbon_sensors.pacing import default_pacer
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
 from carbon_sensors.signals import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource, Source, source_from_spec
@@ -47,11 +46,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Set to 1/true/yes/on to make every gate pass at once (see also the Airflow config switch).
-KILL_SWITCH_ENV = "CARBON_SENSORS_KILL_SWITCH"
 #: What a gate does when its source fails: start now, plan on the embedded profile, or fail the task.
 ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
-_TRUE = {"1", "true", "yes", "on"}
 _listeners: list[Callable[[Decision], None]] = []
 
 
@@ -75,46 +71,6 @@ def _notify(decision: Decision) -> None:
             listener(decision)
         except Exception:
             log.exception("decision listener %r failed", listener)
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """A reason to start at once whatever the forecast says: ``kind`` is ``kill_switch`` or ``manual``."""
-
-    kind: Literal["kill_switch", "manual"]
-    reason: str
-
-
-def force_patterns(value: Any) -> list[str]:
-    """The ``fnmatch`` patterns a force-start setting names: ``True``/``"*"``/``"all"``, a comma list or a JSON list.
-
-    One reading for the Airflow Variable and run conf and the Prefect Variable.
-
-    >>> force_patterns('["nightly", "weekly.*"]'), force_patterns("a, b"), force_patterns(True), force_patterns(None)
-    (['nightly', 'weekly.*'], ['a', 'b'], ['*'], [])
-    """
-    if value is True:
-        return ["*"]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return force_patterns(json.loads(text))
-            except ValueError:
-                pass
-        if text.lower() in ("true", "all", "*"):
-            return ["*"]
-        return [p.strip() for p in text.split(",") if p.strip()]
-    if isinstance(value, list | tuple):
-        return [str(p).strip() for p in value if str(p).strip()]
-    return []
-
-
-def kill_switch_from_env() -> Override | None:
-    """The global kill switch from the environment, if set."""
-    if os.environ.get(KILL_SWITCH_ENV, "").strip().lower() in _TRUE:
-        return Override("kill_switch", f"the kill switch {KILL_SWITCH_ENV} is on")
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from carbon_sensors.airflow.runtime import GATE_KWARGS, RECORD_KWARGS, build_gate
 from carbon_sensors.gate import CarbonGate
-from carbon_sensors.operators.carbon import GATE_KWARGS, RECORD_KWARGS, build_gate, carbon_gated
+from carbon_sensors.operators.carbon import carbon_gated
 
 __all__ = ["carbon_aware"]
 

@@ -71,7 +71,7 @@ authenticated = _airflow_authenticated()
 
 
 def _conf(key: str) -> str | None:
-    from carbon_sensors.operators.carbon import _conf as conf
+    from carbon_sensors.airflow.settings import conf
 
     value = conf(key)
     return str(value).strip() if value not in (None, "") else None

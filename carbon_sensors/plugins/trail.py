@@ -76,10 +76,9 @@ def recording_enabled() -> bool:
     global _enabled
     now = time.monotonic()
     if _enabled is None or now - _enabled[0] > 60.0:
-        from carbon_sensors.operators.carbon import _conf
+        from carbon_sensors.airflow.settings import record_decisions
 
-        value = str(_conf("record_decisions", "True")).strip().lower() not in ("0", "false", "no", "off")
-        _enabled = (now, value)
+        _enabled = (now, record_decisions())
     return _enabled[1]
 
 
@@ -378,7 +377,7 @@ def decision_writer() -> DecisionWriter:
     if _writer is None:
         with _writer_lock:
             if _writer is None:
-                from carbon_sensors.operators.carbon import ledger_url
+                from carbon_sensors.airflow.settings import ledger_url
 
                 _writer = DecisionWriter(ledger_url(), on_tick=_emit_waiting)
     return _writer

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from carbon_sensors import overrides
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
@@ -33,7 +34,6 @@ from carbon_sensors.gate import (
     Decision,
     Override,
     decide,
-    force_patterns,
     kill_switch_from_env,
     wait_for_window,
 )
@@ -457,12 +457,7 @@ async def _forced_by_variable(flow_run: Any, flow_name: str, logger: Any) -> Ove
 
 def match_force(value: Any, names: list[str]) -> Override | None:
     """An override when ``value`` (``*``, names or ``fnmatch`` patterns) matches one of ``names``."""
-    import fnmatch
-
-    for pattern in force_patterns(value):
-        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            return Override("manual", f"the Prefect Variable {FORCE_VARIABLE!r} force-starts {pattern!r}")
-    return None
+    return overrides.match_force(value, names, f"the Prefect Variable {FORCE_VARIABLE!r}")
 
 
 # -- what a decision leaves behind ------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from carbon_sensors.airflow.runtime import GateRun, build_gate, finish
 from carbon_sensors.deadlines import DeadlineSpec
-from carbon_sensors.operators.carbon import GateRun, build_gate, finish
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 
 if TYPE_CHECKING:

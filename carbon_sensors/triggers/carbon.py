@@ -21,6 +21,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection resolver in the triggerer
+from carbon_sensors.airflow.settings import kill_switch, match_force_variable, read_force_variable
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
 from carbon_sensors.planning import Policy
@@ -188,8 +189,6 @@ class _OverrideCache:
         self._warned = False
 
     async def read(self, dag_id: str, task_id: str) -> Override | None:
-        from carbon_sensors.operators.carbon import match_force_variable
-
         switch, value = await self._values()
         return switch or match_force_variable(value, dag_id, task_id)
 
@@ -198,8 +197,6 @@ class _OverrideCache:
             return self._value[1]
         if self._inflight is not None and self._inflight.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(self._inflight)
-        from carbon_sensors.operators.carbon import kill_switch, read_force_variable
-
         future = self._inflight = asyncio.get_running_loop().create_future()
         value: tuple[Override | None, Any] = (kill_switch(), None)
         try:
