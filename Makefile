@@ -10,7 +10,7 @@ PREFECT_VENV := .venv-prefect
 PREFECT_STAMP := $(PREFECT_VENV)/.installed-stamp
 PREFECT_VERSION := 3.9.1
 
-.PHONY: install install-prefect demo test test-airflow test-prefect test-fast lint bench lock lock-prefect clean
+.PHONY: install install-prefect demo test test-airflow test-prefect test-fast lint lint-imports bench lock lock-prefect clean
 
 $(STAMP): pyproject.toml constraints/ci.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,8 @@ install-prefect: $(PREFECT_STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The whole suite, integration tests included (what CI runs): Airflow and core, then Prefect.
-test: test-airflow test-prefect
+# The whole suite, integration tests included (what CI runs): the layer contracts, Airflow and core, then Prefect.
+test: lint-imports test-airflow test-prefect
 
 test-airflow: $(STAMP)
 	$(BIN)/python -m pytest -m "" -q
@@ -46,8 +46,12 @@ test-prefect: $(PREFECT_STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) lint-imports
 	$(BIN)/ruff check .
+
+# The layer contracts of [tool.importlinter] in pyproject.toml; a broken one names the import to remove.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/dag_parse.py

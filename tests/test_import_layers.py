@@ -1,0 +1,77 @@
+"""The package's imports keep their layers (the import-linter contracts) and form no cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Every group of modules that import each other, directly or not (lazy and type-only imports count)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return groups
+
+
+def test_no_import_cycle_among_the_package_modules():
+    """No module of carbon_sensors imports, through any chain, a module that imports it back."""
+    graph = grimp.build_graph("carbon_sensors", cache_dir=None)
+    cycles = import_cycles(graph)
+    described = [
+        " <-> ".join(group) + ": " + ", ".join(
+            f"{a} -> {b} (l.{', '.join(str(d['line_number']) for d in graph.get_import_details(importer=a, imported=b))})"
+            for a in group for b in sorted(graph.find_modules_directly_imported_by(a)) if b in group
+        )
+        for group in cycles
+    ]
+    assert not cycles, "import cycles (move what both need to a module of its own):\n" + "\n".join(described)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The check above can fail: two modules importing each other are reported as one group."""
+    graph = grimp.ImportGraph()
+    for name in ("pkg", "pkg.a", "pkg.b", "pkg.c"):
+        graph.add_module(name)
+    graph.add_import(importer="pkg.a", imported="pkg.b")
+    graph.add_import(importer="pkg.b", imported="pkg.a")
+    graph.add_import(importer="pkg.c", imported="pkg.a")
+    assert import_cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_the_import_linter_contracts_are_kept():
+    """lint-imports passes: the core imports no adapter, the adapters not each other, the planner no I/O."""
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
+
