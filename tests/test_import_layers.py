@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "carbon_sensors"
+#: About how long a module may grow before it should be split by concept.
+MAX_MODULE_LINES = 600
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -75,3 +79,9 @@ def test_the_import_linter_contracts_are_kept():
 
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
 
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_longer_than_about_600_lines(path):
+    """Every module stays small enough to read in one sitting: about 600 lines at most."""
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it by concept"
