@@ -27,7 +27,7 @@ __all__ = ["FLOORS", "check_version", "installed_version", "require"]
 #: Keep in step with pyproject.toml's extras and the README's supported versions (scripts/matrix.py proves them).
 FLOORS: dict[str, tuple[str, tuple[str, ...], tuple[int, int]]] = {
     "airflow": ("Apache Airflow", ("apache-airflow-core", "apache-airflow"), (3, 1)),
-    "prefect": ("Prefect", ("prefect",), (3, 6)),
+    "prefect": ("Prefect", ("prefect",), (3, 7)),
 }
 
 

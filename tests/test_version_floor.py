@@ -26,7 +26,7 @@ def test_supported_airflow_versions_pass(version):
 
 
 def test_a_prefect_older_than_the_floor_is_refused():
-    with pytest.raises(VersionError, match=r"Prefect 3\.6 or newer.*has 3\.4\.25"):
+    with pytest.raises(VersionError, match=r"Prefect 3\.7 or newer.*has 3\.4\.25"):
         check_version("prefect", "3.4.25")
     check_version("prefect", "3.9.1")
 
