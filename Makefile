@@ -10,7 +10,7 @@ PREFECT_VENV := .venv-prefect
 PREFECT_STAMP := $(PREFECT_VENV)/.installed-stamp
 PREFECT_VERSION := 3.9.1
 
-.PHONY: install install-prefect demo test test-airflow test-prefect test-fast lint lint-imports bench lock lock-prefect clean
+.PHONY: install install-prefect demo test test-airflow test-prefect test-fast lint lint-imports bench lock lock-prefect clean dist matrix matrix-ci
 
 $(STAMP): pyproject.toml constraints/ci.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,17 @@ lint: $(STAMP) lint-imports
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# The built artefact: wheel and sdist under .matrix/dist, twine-checked, package data verified.
+dist: $(STAMP)
+	$(BIN)/python scripts/matrix.py --cells none
+
+# The version matrix (clean venvs with the built wheel; see scripts/matrix.py): every cell, then CI's cell.
+matrix: $(STAMP)
+	$(BIN)/python scripts/matrix.py --json .matrix/results.json
+
+matrix-ci: $(STAMP)
+	$(BIN)/python scripts/matrix.py --cells ci --json .matrix/results-ci.json
+
 bench: $(STAMP)
 	$(BIN)/python bench/dag_parse.py
 
@@ -67,4 +78,4 @@ lock-prefect: $(PREFECT_STAMP)
 	mv constraints/prefect.txt.new constraints/prefect.txt
 
 clean:
-	rm -rf $(VENV) $(PREFECT_VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PREFECT_VENV) .demo .pytest_cache .ruff_cache .matrix

@@ -13,6 +13,7 @@
     │   ├── SourceAuthError     the source refused the credentials (401/403)
     │   └── SourceUnavailableError  timeouts, refused connections, 5xx or 429 after bounded retries
     ├── GateError               a carbon gate reported an error instead of a decision
+    ├── VersionError            Airflow or Prefect is older than this package supports (also an ImportError)
     └── RecordingError          energy, tokens, cost or a run record could not be recorded
         ├── LedgerError         the ledger database cannot be reached or written
         ├── LedgerSchemaError   the ledger's schema is newer than this carbon-sensors
@@ -41,6 +42,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "UnknownZoneError",
+    "VersionError",
 ]
 
 
@@ -94,6 +96,10 @@ class SourceUnavailableError(SourceError):
 
 class GateError(CarbonSensorsError):
     """A carbon gate reported an error instead of a decision."""
+
+
+class VersionError(CarbonSensorsError, ImportError):
+    """The installed Airflow or Prefect is older than this carbon-sensors supports; the message names the floor."""
 
 
 class RecordingError(CarbonSensorsError):

@@ -24,6 +24,7 @@ from carbon_sensors.gate import CarbonGate, Decision, Override, decide
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
 from carbon_sensors.signals import run_sync
 from carbon_sensors.timeutil import as_utc
+from carbon_sensors.wire import read_event
 
 if TYPE_CHECKING:
     from carbon_sensors.signals import Source
@@ -218,8 +219,7 @@ def finish(task: Any, event: Any) -> dict[str, Any]:
         raise GateError(f"the carbon gate resumed with an unexpected event {event!r}; clear the task to re-plan")
     if event["status"] == "error":
         raise GateError(f"the carbon gate failed: {event.get('reason')}; fix the cause and clear the task to retry")
-    if event["status"] not in ("go", "forced"):
-        raise GateError(f"the carbon gate resumed with status {event['status']!r}; clear the task to re-plan")
+    event = read_event(event)  # a status from a newer triggerer starts the task (see carbon_sensors.wire)
     if event["status"] == "forced":
         task.log.warning("Carbon gate FORCED start (%s): %s", event.get("forced_reason"), event.get("reason"))
     else:

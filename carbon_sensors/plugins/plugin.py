@@ -13,9 +13,13 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-from airflow.plugins_manager import AirflowPlugin
+from carbon_sensors.compat import require
 
-from carbon_sensors.plugins.links import APP_PREFIX, NAV_ROUTE, TASK_ROUTE
+require("airflow")  # a clear error on an Airflow older than the floor
+
+from airflow.plugins_manager import AirflowPlugin  # noqa: E402
+
+from carbon_sensors.plugins.links import APP_PREFIX, NAV_ROUTE, TASK_ROUTE  # noqa: E402
 
 __all__ = ["ENTRY_POINT", "CarbonSensorsApp", "CarbonSensorsPlugin"]
 

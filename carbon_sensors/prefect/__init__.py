@@ -19,7 +19,11 @@
 Importing this package imports Prefect; the core and the Airflow adapters never import it.
 """
 
-from carbon_sensors.prefect._flow import (
+from carbon_sensors.compat import require
+
+require("prefect")  # a clear error on a Prefect older than the floor
+
+from carbon_sensors.prefect._flow import (  # noqa: E402
     DEFAULT_MAX_DEFERRALS,
     FORCE_VARIABLE,
     LABEL_PREFIX,
@@ -27,10 +31,10 @@ from carbon_sensors.prefect._flow import (
     carbon_aware_flow,
     current_decision,
 )
-from carbon_sensors.prefect._schedule import ScheduledRun, aschedule_in_window, schedule_in_window
-from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate
-from carbon_sensors.prefect._tasks import DEFAULT_TASK_MAX_DELAY, carbon_aware_task, plan_carbon_window
-from carbon_sensors.prefect.blocks import CarbonAwareSdkCredentials, ElectricityMapsCredentials, WattTimeCredentials
+from carbon_sensors.prefect._schedule import ScheduledRun, aschedule_in_window, schedule_in_window  # noqa: E402
+from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate  # noqa: E402
+from carbon_sensors.prefect._tasks import DEFAULT_TASK_MAX_DELAY, carbon_aware_task, plan_carbon_window  # noqa: E402
+from carbon_sensors.prefect.blocks import CarbonAwareSdkCredentials, ElectricityMapsCredentials, WattTimeCredentials  # noqa: E402
 
 __all__ = [
     "DEFAULT_MAX_DEFERRALS",

@@ -1,5 +1,9 @@
 """Airflow sensors."""
 
-from carbon_sensors.sensors.carbon import CarbonAwareSensor
+from carbon_sensors.compat import require
+
+require("airflow")  # a clear error on an Airflow older than the floor
+
+from carbon_sensors.sensors.carbon import CarbonAwareSensor  # noqa: E402 - after the version check
 
 __all__ = ["CarbonAwareSensor"]

@@ -1,5 +1,9 @@
 """Airflow triggers."""
 
-from carbon_sensors.triggers.carbon import CarbonWindowTrigger
+from carbon_sensors.compat import require
+
+require("airflow")  # a clear error on an Airflow older than the floor
+
+from carbon_sensors.triggers.carbon import CarbonWindowTrigger  # noqa: E402 - after the version check
 
 __all__ = ["CarbonWindowTrigger"]

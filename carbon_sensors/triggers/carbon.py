@@ -7,6 +7,9 @@ Errors are never swallowed: they come back as an ``{"status": "error"}`` event.
 
 Kwargs hold only absolute UTC times, zone names, policy numbers and a source spec; never secrets.
 Kwargs are only ever added (with defaults), never removed, so rows of older versions still load.
+Rows of other releases go through :mod:`carbon_sensors.wire`: renamed kwargs are read under their
+new name, unknown (newer) ones are dropped with a warning, and a row that still cannot be read
+yields a ``forced`` event at once (``forced_reason: "unreadable_trigger"``) instead of failing.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 import carbon_sensors.hooks.carbon  # noqa: F401 - registers the Connection resolver in the triggerer
 from carbon_sensors.airflow.settings import kill_switch, match_force_variable, read_force_variable
 from carbon_sensors.clock import Clock, default_clock
+from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
 from carbon_sensors.planning import Policy
 from carbon_sensors.plugins import metrics, trail
 from carbon_sensors.timeutil import parse_utc, to_iso
+from carbon_sensors.wire import REQUIRED_KWARGS, TRIGGER_KWARGS, UNREADABLE_KWARGS, upgrade_kwargs
 
 __all__ = ["CLASSPATH", "CarbonWindowTrigger"]
 
@@ -41,14 +46,17 @@ class CarbonWindowTrigger(BaseTrigger):
     """
 
     clock: Clock | None = None
+    #: Why this trigger's kwargs cannot be read (run() then starts the task at once); set only then.
+    unreadable: str | None = None
+    _raw: dict[str, Any] | None = None
 
     def __init__(
         self,
         *,
-        zones: list[str],
-        deadline: str | datetime,
-        expected_duration_s: float,
-        submitted_at: str | datetime,
+        zones: list[str] | None = None,
+        deadline: str | datetime | None = None,
+        expected_duration_s: float | None = None,
+        submitted_at: str | datetime | None = None,
         source: dict[str, Any] | None = None,
         policy: dict[str, Any] | None = None,
         on_source_error: str = "run_now",
@@ -62,8 +70,36 @@ class CarbonWindowTrigger(BaseTrigger):
         signal_at_submission: str | None = None,
         waiting_until: str | datetime | None = None,
         try_number: int | None = None,
+        **other: Any,
     ) -> None:
         super().__init__()
+        values = {name: value for name, value in locals().items() if name in TRIGGER_KWARGS}
+        if other:  # written by another release: renamed, removed or newer kwargs
+            upgraded, notes = upgrade_kwargs(other)
+            defaults = type(self).__init__.__kwdefaults__
+            values.update({k: v for k, v in upgraded.items() if values.get(k) == defaults.get(k)})  # unless given
+            self.log.warning("carbon gate kwargs from another carbon-sensors release: %s", "; ".join(notes))
+        try:
+            self._setup(**values)
+        except Exception as exc:  # noqa: BLE001 - a row this release cannot read still starts its task
+            self.unreadable = f"{type(exc).__name__}: {exc}"
+            self._raw = {**values, **other}
+            self.gate = None  # type: ignore[assignment]
+            self.submitted_at = None  # type: ignore[assignment]
+            self.dag_id, self.task_id, self.run_id = values.get("dag_id"), values.get("task_id"), values.get("run_id")
+            self.map_index, self.try_number = values.get("map_index", -1), values.get("try_number")
+            zones = values.get("zones")
+            self._zone = str(zones[0]) if isinstance(zones, list | tuple) and zones else ""
+            self.log.error("carbon gate kwargs cannot be read (%s); the task will start at once", self.unreadable)
+
+    def _setup(
+        self, *, zones, deadline, expected_duration_s, submitted_at, source, policy, on_source_error, check_interval_s,
+        dag_id, task_id, run_id, map_index, intensity_at_submission, fallbacks, signal_at_submission, waiting_until,
+        try_number,
+    ) -> None:
+        given = locals()
+        if missing := [name for name in REQUIRED_KWARGS if given[name] is None]:
+            raise ConfigurationError(f"the trigger row lacks {', '.join(missing)}")
         # Only the gate and this task's own facts are kept (no copies of the kwargs): a triggerer
         # holds thousands of these, and serialize() rebuilds the kwargs from them.
         self.gate = _shared(CarbonGate(
@@ -84,14 +120,16 @@ class CarbonWindowTrigger(BaseTrigger):
         self.try_number = try_number
 
     @property
-    def deadline(self) -> datetime:
-        return self.gate.deadline  # type: ignore[return-value]
+    def deadline(self) -> datetime | None:
+        return None if self.gate is None else self.gate.deadline  # type: ignore[return-value]
 
     @property
     def zones(self) -> list[str]:
-        return list(self.gate.zones)
+        return [] if self.gate is None else list(self.gate.zones)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        if self._raw is not None:  # unreadable: hand the row back as it came
+            return CLASSPATH, dict(self._raw)
         gate = self.gate
         return (
             CLASSPATH,
@@ -118,6 +156,9 @@ class CarbonWindowTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         clock = self.clock or default_clock()
+        if self.unreadable is not None:
+            yield TriggerEvent(self._unreadable_event(clock))
+            return
         metrics.waiting_changed(+1)
         try:
             decision = await wait_for_window(
@@ -141,6 +182,14 @@ class CarbonWindowTrigger(BaseTrigger):
         finally:
             metrics.waiting_changed(-1)
         yield TriggerEvent(event)
+
+    def _unreadable_event(self, clock: Clock) -> dict[str, Any]:
+        """Start the task now: without readable kwargs there is no plan, and the latest start may be any moment."""
+        from carbon_sensors import __version__
+
+        reason = (f"Starting now: this triggerer's carbon-sensors {__version__} cannot read the gate's trigger "
+                  f"({self.unreadable}); run the same carbon-sensors version on the triggerers as on the workers.")
+        return Decision("forced", reason, clock.now(), self._zone, forced_reason=UNREADABLE_KWARGS).to_event()
 
     def _log_decision(self, decision: Decision) -> None:
         self.log.info("carbon gate %s: %s", decision.status, decision.reason)
