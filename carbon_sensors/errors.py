@@ -14,12 +14,14 @@
     │   └── SourceUnavailableError  timeouts, refused connections, 5xx or 429 after bounded retries
     ├── GateError               a carbon gate reported an error instead of a decision
     ├── VersionError            Airflow or Prefect is older than this package supports (also an ImportError)
+    ├── SharedCacheError        the deployment-wide forecast cache is down or holds an unreadable row
     └── RecordingError          energy, tokens, cost or a run record could not be recorded
         ├── LedgerError         the ledger database cannot be reached or written
         ├── LedgerSchemaError   the ledger's schema is newer than this carbon-sensors
         └── PricingError        a model or price is missing from the price table (also a ValueError)
 
-A recording error never fails the task unless the DAG author asked for strict recording.
+A recording error never fails the task unless the DAG author asked for strict recording; a shared-cache
+error never does.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "LedgerSchemaError",
     "PricingError",
     "RecordingError",
+    "SharedCacheError",
     "SignalMismatchError",
     "SourceAuthError",
     "SourceDataError",
@@ -100,6 +103,13 @@ class GateError(CarbonSensorsError):
 
 class VersionError(CarbonSensorsError, ImportError):
     """The installed Airflow or Prefect is older than this carbon-sensors supports; the message names the floor."""
+
+
+class SharedCacheError(CarbonSensorsError):
+    """The shared forecast cache is unreachable, too slow, or holds a row this version cannot read.
+
+    Never fails a task: the caller warns and fetches through the per-process cache instead.
+    """
 
 
 class RecordingError(CarbonSensorsError):

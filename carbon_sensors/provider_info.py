@@ -65,6 +65,29 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "postgresql+psycopg://carbon@db/carbon",
                         "default": "",
                     },
+                    "shared_cache": {
+                        "description": "The deployment-wide forecast cache behind each process's own: off, "
+                        "ledger (the ledger's database), an SQL URL or a Redis URL. Empty: CARBON_SENSORS_SHARED_CACHE, "
+                        "else off. A store that is down only costs a warning: each process fetches for itself.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "redis://redis:6379/2",
+                        "default": "",
+                    },
+                    "shared_cache_timeout_s": {
+                        "description": "Seconds one shared-cache call may take before the store counts as down.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "1.0",
+                        "default": "1.0",
+                    },
+                    "shared_cache_wait_s": {
+                        "description": "Seconds a process waits for another's fetch before fetching itself.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "5.0",
+                        "default": "5.0",
+                    },
                     "prices_file": {
                         "description": "JSON or TOML price table: usd_per_kwh or price_file, usd_per_gpu_hour, "
                         "usd_per_1k_tokens per model. Empty: CARBON_SENSORS_PRICES.",

@@ -6,7 +6,7 @@ Sources and sensors take the connection id (``conn_id``); the trigger reads the 
 asynchronously in the triggerer, so keys never travel in trigger kwargs, XCom, events or records.
 
 Importing this module registers the Airflow connection resolver for
-:func:`carbon_sensors.signals.credentials.resolve_credentials`.
+:func:`carbon_sensors.signals.credentials.resolve_credentials` (and the shared forecast cache's options).
 
 >>> CarbonIntensityHook.conn_type
 'carbon_intensity'
@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+import carbon_sensors.hooks.shared_cache  # noqa: F401 - registers the shared forecast cache's Airflow options
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.signals.credentials import Credentials, register_resolver
 

@@ -324,6 +324,7 @@ async def _chart(zone: str, spec: Any, entries: list[DecisionEntry], moment: dat
 
 async def _forecast(zone: str, spec: Any, start: datetime, end: datetime,
                     moment: datetime) -> tuple[list[tuple[datetime, datetime, float]], str, str, str]:
+    import carbon_sensors.hooks.shared_cache  # noqa: F401 - the UI reads through the deployment's shared cache too
     from carbon_sensors.signals import EmbeddedProfileSource, source_from_spec
 
     problem = ""

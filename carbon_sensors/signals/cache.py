@@ -6,6 +6,10 @@ cadence (``ttl_s``). Concurrent waiters share one in-flight request (single flig
 instead (stale-while-error, up to ``max_stale_s``), marked ``[stale]`` in its ``source`` so records
 say which served.
 
+Behind it, a deployment-wide layer (:mod:`carbon_sensors.signals.shared_cache`) can serve what another
+process fetched: ``shared=`` a SharedForecastCache, or ``"configured"`` (what :data:`DEFAULT_CACHE`
+uses) for the one the settings name; None (the default for a cache of one's own) for none.
+
 >>> ForecastCache(max_entries=8).max_entries
 8
 """
@@ -18,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import replace
+from typing import Any
 
 from carbon_sensors.errors import ForecastError, SourceAuthError, SourceError
 from carbon_sensors.forecast import Forecast
@@ -31,8 +36,9 @@ STALE_MARK = " [stale]"
 class ForecastCache:
     """A bounded, single-flight, stale-while-error cache of forecasts."""
 
-    def __init__(self, max_entries: int = 512) -> None:
+    def __init__(self, max_entries: int = 512, *, shared: Any = None) -> None:
         self.max_entries = max_entries
+        self.shared = shared
         self._entries: OrderedDict[Hashable, tuple[float, Forecast]] = OrderedDict()
         self._inflight: dict[Hashable, asyncio.Future] = {}
         self.fetches = 0  # upstream requests made, for tests and benchmarks
@@ -55,7 +61,7 @@ class ForecastCache:
         future = self._inflight[key] = asyncio.get_running_loop().create_future()
         try:
             self.fetches += 1
-            forecast = await fetch()
+            forecast = await self._fetch(key, fetch, ttl_s, max_stale_s)
         except (SourceError, ForecastError) as exc:
             if entry is not None and now - entry[0] < max_stale_s and not isinstance(exc, SourceAuthError):
                 log.warning("refresh failed (%s); serving the forecast from %.0f s ago", exc, now - entry[0])
@@ -75,6 +81,9 @@ class ForecastCache:
             raise
         finally:
             self._inflight.pop(key, None)
+        if forecast.source.endswith(STALE_MARK):  # served stale by the shared layer: not fresh here either
+            future.set_result(forecast)
+            return forecast
         self._entries[key] = (time.monotonic(), forecast)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -82,6 +91,17 @@ class ForecastCache:
         future.set_result(forecast)
         return forecast
 
+    async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[Forecast]], ttl_s: float,
+                     max_stale_s: float) -> Forecast:
+        shared = self.shared
+        if shared == "configured":
+            from carbon_sensors.signals.shared_cache import process_shared_cache
+
+            shared = process_shared_cache()
+        if shared is None:
+            return await fetch()
+        return await shared.get(key, fetch, ttl_s=ttl_s, max_stale_s=max_stale_s)
+
 
 #: The cache every live source in this process shares unless given its own.
-DEFAULT_CACHE = ForecastCache()
+DEFAULT_CACHE = ForecastCache(shared="configured")
