@@ -109,8 +109,11 @@ class Plan:
 
     ``decision`` is ``run_now`` or ``wait``; ``planned_start`` and ``zone`` say when and where.
     Intensities are window means in gCO2eq/kWh of ``signal`` (never mixed); ``intensity_now`` is
-    the home zone's (first zone's) window if started now, the counterfactual for the saving.
-    ``latest_start_reached`` and ``deadline_at_risk`` mean the deadline, not the forecast, decided.
+    the home zone's (first zone's) window if started now. ``intensity_best_now`` and
+    ``best_now_zone`` are the cleanest start-now option in any allowed zone: a plan that waits
+    measures ``expected_saving_pct`` against it; one that starts now in another zone, against the
+    home zone. ``latest_start_reached`` and ``deadline_at_risk`` mean the deadline, not the
+    forecast, decided.
     """
 
     decision: Literal["run_now", "wait"]
@@ -126,6 +129,8 @@ class Plan:
     reason: str
     latest_start_reached: bool = False
     deadline_at_risk: bool = False
+    intensity_best_now: float | None = None
+    best_now_zone: str | None = None
 
     @property
     def forced(self) -> bool:
@@ -137,7 +142,7 @@ class Plan:
         out = asdict(self)
         for key in ("planned_start", "latest_start", "deadline"):
             out[key] = out[key].isoformat()
-        for key in ("intensity_now", "intensity_planned"):
+        for key in ("intensity_now", "intensity_planned", "intensity_best_now"):
             out[key] = None if out[key] is None else round(out[key], 3)
         out["expected_saving_pct"] = round(self.expected_saving_pct, 3)
         out["forced"] = self.forced
@@ -272,6 +277,7 @@ def plan(
             )
     chosen = zones[zi]
     saving = _saving(now_mean, mean)
+    best_now_mean, best_now_zone = best_now[0], zones[best_now[2]].zone
     if start_s == now_s and zi == 0:
         return run_now(
             f"Running now in {home.zone}: the next {_span(expected_duration)} ({now_mean:.0f} g/kWh) are already "
@@ -285,13 +291,22 @@ def plan(
             zone=chosen, mean=mean,
         )
     start = datetime.fromtimestamp(start_s, UTC)
+    # Waiting is measured against the best start-now option in any allowed zone, named with its zone.
+    saving = _saving(best_now_mean, mean)
+    if len(zones) == 1:
+        versus = f"{best_now_mean:.0f} now"
+    elif best_now_zone == home.zone:
+        versus = f"{best_now_mean:.0f} starting now in {home.zone}"
+    else:
+        versus = f"{best_now_mean:.0f} starting now in {best_now_zone} ({now_mean:.0f} in {home.zone})"
     return Plan(
         decision="wait", planned_start=start, zone=chosen.zone, intensity_planned=mean,
         expected_saving_pct=saving, source=chosen.source,
         reason=(
             f"Waiting until {_hm(start)}{where}: the {_span(expected_duration)} window then averages "
-            f"{mean:.0f} g/kWh vs {now_mean:.0f} now, {saving:.0f}% less ({why}); latest start {_hm(latest)}."
+            f"{mean:.0f} g/kWh vs {versus}, {saving:.0f}% less ({why}); latest start {_hm(latest)}."
         ),
+        intensity_best_now=best_now_mean, best_now_zone=best_now_zone,
         **base,
     )
 
