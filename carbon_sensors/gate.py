@@ -166,7 +166,8 @@ class CarbonGate:
             )
         if not isinstance(self.check_interval, timedelta) or self.check_interval <= timedelta(0):
             raise ConfigurationError(f"check_interval must be a positive timedelta, got {self.check_interval!r}")
-        check_deadline_spec(self.deadline, self.expected_duration)
+        margin = None if self.expected_duration is None else self.policy.margin_for(self.expected_duration)
+        check_deadline_spec(self.deadline, self.expected_duration, safety_margin=margin)
 
     def check_not_past(self, now: datetime) -> None:
         """Refuse an absolute deadline at or before ``now``."""

@@ -416,6 +416,8 @@ def _hm(moment: datetime) -> str:
 
 
 def _span(delta: timedelta | None) -> str:
+    if isinstance(getattr(delta, "text", None), str):
+        return delta.text  # a span the user typed (carbon_sensors.cli_syntax.Span) prints as typed
     total = round((delta or timedelta(0)).total_seconds())
     hours, rest = divmod(total, 3600)
     minutes = rest // 60
