@@ -138,7 +138,12 @@ class Plan:
         return self.latest_start_reached or self.deadline_at_risk
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: datetimes as ISO-8601 UTC strings, numbers rounded for people."""
+        """JSON-able form in the decision's vocabulary (docs/decision.md), old names kept as aliases.
+
+        ``status`` (``wait``, ``go`` or ``forced``), ``intensity``, ``intensity_at_submission`` and
+        ``saving_pct`` are the names the XCom decision uses; ``decision``, ``intensity_planned``,
+        ``intensity_now`` and ``expected_saving_pct`` stay for one release.
+        """
         out = asdict(self)
         for key in ("planned_start", "latest_start", "deadline"):
             out[key] = out[key].isoformat()
@@ -146,7 +151,21 @@ class Plan:
             out[key] = None if out[key] is None else round(out[key], 3)
         out["expected_saving_pct"] = round(self.expected_saving_pct, 3)
         out["forced"] = self.forced
-        return out
+        status = "wait" if self.decision == "wait" else "forced" if self.forced else "go"
+        return {
+            "status": status, "reason": self.reason, "zone": self.zone, "planned_start": out["planned_start"],
+            "latest_start": out["latest_start"], "deadline": out["deadline"],
+            "intensity": out["intensity_planned"], "intensity_at_submission": out["intensity_now"],
+            "saving_pct": out["expected_saving_pct"], "signal": self.signal, "source": self.source,
+            "forced": self.forced,
+            "forced_reason": ("deadline_at_risk" if self.deadline_at_risk
+                              else "latest_start" if self.latest_start_reached else None),
+            "best_now_zone": self.best_now_zone, "intensity_best_now": out["intensity_best_now"],
+            "latest_start_reached": self.latest_start_reached, "deadline_at_risk": self.deadline_at_risk,
+            # Deprecated aliases, kept for one release.
+            "decision": self.decision, "intensity_planned": out["intensity_planned"],
+            "intensity_now": out["intensity_now"], "expected_saving_pct": out["expected_saving_pct"],
+        }
 
 
 def latest_start(deadline: datetime, expected_duration: timedelta, policy: Policy | None = None) -> datetime:
