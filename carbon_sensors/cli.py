@@ -20,21 +20,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from carbon_sensors import __version__
+from carbon_sensors.cli_syntax import cli_wording, parse_moment, parse_span
 from carbon_sensors.errors import CarbonSensorsError, ConfigurationError
-from carbon_sensors.timeutil import parse_span
 
+__all__ = ["build_parser", "main", "parse_span"]
 
-def _moment(text: str | None, now: datetime) -> datetime:
-    from carbon_sensors.timeutil import parse_utc
-
-    if text is None:
-        return now
-    if text.startswith("+"):
-        return now + parse_span(text[1:])
-    return parse_utc(text, "time")
+def _moment(text: str | None, now: datetime, option: str = "--at") -> datetime:
+    return parse_moment(text, now, option)
 
 
 def _source(args: argparse.Namespace):
@@ -60,9 +55,13 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from carbon_sensors.signals import run_sync
 
     now = _moment(args.at, datetime.now(UTC))
+    hours = parse_span(args.hours, "--hours")
+    if hours <= timedelta(0):
+        raise ConfigurationError(f"--hours {args.hours} must be longer than zero, e.g. --hours 24h")
     source = _source(args)
-    forecast = run_sync(source.fetch(args.zone, now, now + parse_span(args.hours), now=now))
-    points = forecast.points()
+    source.check_zone(args.zone)
+    forecast = run_sync(source.fetch(args.zone, now, now + hours, now=now))
+    points = _rows(forecast.points(), now, hours)
     if args.json:
         print(json.dumps({
             "zone": forecast.zone, "source": forecast.source, "signal": forecast.signal,
@@ -70,30 +69,57 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             "points": [{"start": t.isoformat(), "intensity": v} for t, v in points],
         }, indent=2))
         return 0
-    top = max(v for _, v in points) or 1.0
-    print(f"{forecast.zone} · {forecast.source} · {forecast.signal} intensity, gCO2eq/kWh")
+    low, top = min(v for _, v in points), max(v for _, v in points)
+    # Bars start near the lowest value, not at zero, so a dip from 478 to 450 shows.
+    base = max(0.0, low - (top - low) * 0.25) if top > low else 0.0
+    base = float(int(base // 10 * 10))
+    print(f"{forecast.zone} · {forecast.source} · {forecast.signal} intensity, gCO2eq/kWh "
+          f"(bars start at {base:.0f})")
     for t, v in points:
-        print(f"{t:%Y-%m-%d %H:%M} UTC  {v:7.1f}  {'█' * round(30 * v / top)}")
+        bar = round(30 * (v - base) / (top - base)) if top > base else 30
+        print(f"{t:%Y-%m-%d %H:%M} UTC  {v:7.1f}  {'█' * max(1, bar)}")
     return 0
 
 
+def _rows(points: list, now: datetime, hours: timedelta) -> list:
+    """The slots of the next ``hours``: from the slot that holds ``now``, ``hours`` long (24h: 24 hourly rows)."""
+    first = max((t for t, _ in points if t <= now), default=points[0][0])
+    return [(t, v) for t, v in points if first <= t < first + hours]
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from carbon_sensors.deadlines import does_not_fit
     from carbon_sensors.planning import Policy, plan
     from carbon_sensors.signals import run_sync
 
     now = _moment(args.at, datetime.now(UTC))
-    deadline = _moment(args.deadline, now)
+    deadline = _moment(args.deadline, now, "--deadline")
     if deadline <= now:
-        raise ConfigurationError(f"the deadline {deadline.isoformat()} is already past; give a later one, e.g. +8h")
+        raise ConfigurationError(
+            f"--deadline {args.deadline} ({deadline:%Y-%m-%d %H:%M} UTC) is already past; give a later one, e.g. +8h"
+        )
+    duration = parse_span(args.duration, "--duration")
+    if duration <= timedelta(0):
+        raise ConfigurationError(f"--duration {args.duration} must be longer than zero, e.g. --duration 1h")
     policy = Policy(
-        max_delay=parse_span(args.max_delay) if args.max_delay else None,
+        max_delay=parse_span(args.max_delay, "--max-delay") if args.max_delay else None,
         threshold=args.threshold,
         min_saving_pct=args.min_saving_pct,
-        safety_margin=parse_span(args.safety_margin) if args.safety_margin else None,
+        safety_margin=parse_span(args.safety_margin, "--safety-margin") if args.safety_margin else None,
     )
+    # The same case as a gate refused at parse time: a job that cannot finish in time is an error.
+    margin = policy.margin_for(duration)
+    problem = does_not_fit(duration, margin, deadline - now, f"before --deadline {args.deadline}")
+    if problem:
+        fix = "give a later --deadline or a shorter --duration"
+        if deadline - now > duration:
+            fix += ", or a smaller --safety-margin (e.g. --safety-margin 0)"
+        raise ConfigurationError(f"{problem.replace('the expected duration', '--duration', 1)}; {fix}")
     source = _source(args)
+    for zone in args.zone:
+        source.check_zone(zone)
     forecasts = [run_sync(source.fetch(z, now, deadline, now=now)) for z in args.zone]
-    result = plan(forecasts, now=now, deadline=deadline, expected_duration=parse_span(args.duration), policy=policy)
+    result = plan(forecasts, now=now, deadline=deadline, expected_duration=duration, policy=policy)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -101,9 +127,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"  decision        {result.decision}")
         print(f"  planned start   {result.planned_start:%Y-%m-%d %H:%M} UTC in {result.zone}")
         print(f"  latest start    {result.latest_start:%Y-%m-%d %H:%M} UTC (deadline {result.deadline:%Y-%m-%d %H:%M} UTC)")
-        print(f"  intensity       {_g(result.intensity_now)} now, {_g(result.intensity_planned)} planned"
+        now_text = f"{_g(result.intensity_now)} now"
+        if len(args.zone) > 1:
+            now_text += f" in {args.zone[0]}"
+            if result.best_now_zone not in (None, args.zone[0]):
+                now_text += f", {_g(result.intensity_best_now)} now in {result.best_now_zone}"
+        print(f"  duration        {duration} (safety margin {format_span(margin)})")
+        print(f"  intensity       {now_text}, {_g(result.intensity_planned)} planned"
               f" ({result.signal}, {result.source})")
-        print(f"  expected saving {result.expected_saving_pct:.1f}%")
+        versus = ""
+        if result.decision == "wait" and len(args.zone) > 1 and result.best_now_zone:
+            versus = f" vs starting now in {result.best_now_zone}"
+        elif result.zone != args.zone[0]:
+            versus = f" vs starting now in {args.zone[0]}"
+        print(f"  expected saving {result.expected_saving_pct:.1f}%{versus}")
     return 0
 
 
@@ -137,7 +174,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.workload_file:
         workloads.extend(load_workloads(args.workload_file))
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-    traces = [load_trace(path, args.column) for path in args.trace]
+    traces = [load_trace(path, args.column, time_column=args.time_column, timezone=args.timezone)
+              for path in args.trace]
     if args.zones_group:
         group = [z.strip() for z in args.zones_group.split(",") if z.strip()]
         by_zone = {t.zone: t for t in traces}
@@ -284,6 +322,12 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_span(delta: timedelta) -> str:
+    from carbon_sensors.durations import format_span as _format
+
+    return _format(delta)
+
+
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} g/kWh"
 
@@ -325,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="backtest strategies on real intensity traces")
     sim.add_argument("--trace", required=True, action="append", help="hourly trace CSV/Parquet; repeat for more zones")
-    sim.add_argument("--column", help="the trace's intensity column (default: recognised by name)")
+    sim.add_argument("--column", "--value-column", dest="column",
+                     help="the trace's intensity column (default: recognised by name)")
+    sim.add_argument("--time-column", help="the trace's time column (default: recognised by name)")
+    sim.add_argument("--timezone", help="time zone of naive timestamps in the trace, e.g. UTC")
     sim.add_argument("--workload", action="append",
                      help="a preset (nightly_enrichment, embedding_refresh, index_rebuild, weekly_retrain), 'all' "
                           "(default), or custom 'name:every=4h,duration=1h,slack=4h[,offset=18h][,weekday=0]'; repeat")
@@ -368,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CarbonSensorsError as exc:
-        print(f"carbon-sensors: error: {exc}", file=sys.stderr)
+        print(f"carbon-sensors: error: {cli_wording(str(exc), getattr(args, 'flag_names', None))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. piped into head: stop quietly
         sys.stderr.close()

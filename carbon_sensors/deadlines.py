@@ -23,7 +23,7 @@ from typing import Any, Union
 from carbon_sensors.errors import DeadlineError
 from carbon_sensors.timeutil import as_utc, parse_utc
 
-__all__ = ["ANCHORS", "After", "DeadlineSpec", "NextLocalTime", "is_template", "resolve_deadline"]
+__all__ = ["ANCHORS", "After", "DeadlineSpec", "NextLocalTime", "does_not_fit", "is_template", "resolve_deadline"]
 
 #: Moments of a run a relative deadline may hang from; ``run_after`` always exists in Airflow 3.
 ANCHORS = ("data_interval_end", "data_interval_start", "logical_date", "run_after")
@@ -140,17 +140,26 @@ def is_template(value: object) -> bool:
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%"))
 
 
-def check_deadline_spec(spec: DeadlineSpec, expected_duration: timedelta | None, now: datetime | None = None) -> None:
+def check_deadline_spec(
+    spec: DeadlineSpec, expected_duration: timedelta | None, now: datetime | None = None,
+    safety_margin: timedelta | None = None,
+) -> None:
     """Refuse what can never work, before any run starts; with ``now``, also an absolute deadline already past.
 
-    ``expected_duration=None`` (learned from the ledger at run time) skips the duration check.
+    ``expected_duration=None`` (learned from the ledger at run time) skips the duration check;
+    ``safety_margin`` (kept free before the deadline) must fit too, and the error says when it is
+    the margin that does not.
     """
     if isinstance(spec, After | NextLocalTime):
-        if isinstance(spec, After) and expected_duration is not None and spec.min_span <= expected_duration:
-            raise DeadlineError(
-                f"the expected duration {expected_duration} does not fit in the {spec.min_span} between "
-                f"{spec.anchor} and the deadline; lengthen the deadline or shorten expected_duration"
-            )
+        if isinstance(spec, After) and expected_duration is not None:
+            margin = safety_margin or timedelta(0)
+            problem = does_not_fit(expected_duration, margin, spec.min_span, f"between {spec.anchor} and the deadline")
+            if problem:
+                raise DeadlineError(
+                    f"{problem}; lengthen the deadline or shorten expected_duration"
+                    + ("" if spec.min_span <= expected_duration else
+                       ", or pass a smaller margin: policy=Policy(safety_margin=timedelta(minutes=...))")
+                )
         return
     if is_template(spec):
         return
@@ -166,6 +175,25 @@ def check_deadline_spec(spec: DeadlineSpec, expected_duration: timedelta | None,
         f"deadline must be an aware datetime, an ISO-8601 string, a template, After(...) or NextLocalTime(...); "
         f"got {type(spec).__name__}"
     )
+
+
+def does_not_fit(duration: timedelta, margin: timedelta, slack: timedelta, where: str = "") -> str | None:
+    """Why a job of ``duration`` plus its safety ``margin`` cannot finish within ``slack``, or None if it can.
+
+    ``where`` names the slack (e.g. "before the deadline"); durations print as written.
+
+    >>> does_not_fit(timedelta(hours=1), timedelta(minutes=6), timedelta(minutes=65), "before the deadline")
+    'the expected duration 1h fits in the 65min before the deadline, but its safety margin of 6min does not'
+    """
+    from carbon_sensors.durations import format_span
+
+    where = f" {where}" if where else ""
+    if slack <= duration:
+        return f"the expected duration {format_span(duration)} does not fit in the {format_span(slack)}{where}"
+    if slack < duration + margin:
+        return (f"the expected duration {format_span(duration)} fits in the {format_span(slack)}{where}, but its "
+                f"safety margin of {format_span(margin)} does not")
+    return None
 
 
 def resolve_deadline(spec: DeadlineSpec, anchors: Mapping[str, datetime | None]) -> datetime:

@@ -122,7 +122,8 @@ class CarbonGate:
             )
         if not isinstance(self.check_interval, timedelta) or self.check_interval <= timedelta(0):
             raise ConfigurationError(f"check_interval must be a positive timedelta, got {self.check_interval!r}")
-        check_deadline_spec(self.deadline, self.expected_duration)
+        margin = None if self.expected_duration is None else self.policy.margin_for(self.expected_duration)
+        check_deadline_spec(self.deadline, self.expected_duration, safety_margin=margin)
 
     def check_not_past(self, now: datetime) -> None:
         """Refuse an absolute deadline at or before ``now``."""
@@ -155,6 +156,8 @@ class Decision:
     intensity_at_submission: float | None = None
     signal_at_submission: str | None = None
     submitted_at: datetime | None = None
+    deadline: datetime | None = None
+    latest_start: datetime | None = None
 
     def to_event(self) -> dict[str, Any]:
         p = self.plan
@@ -165,8 +168,8 @@ class Decision:
             "reason": self.reason,
             "zone": p.zone if p else self.zone,
             "planned_start": to_iso(p.planned_start) if p else None,
-            "latest_start": to_iso(p.latest_start) if p else None,
-            "deadline": to_iso(p.deadline) if p else None,
+            "latest_start": to_iso(p.latest_start if p else self.latest_start),
+            "deadline": to_iso(p.deadline if p else self.deadline),
             "intensity": None if p is None or p.intensity_planned is None else round(p.intensity_planned, 3),
             "intensity_at_submission": None if submitted is None else round(submitted, 3),
             "saving_pct": None if submitted is None or planned is None or submitted <= 0
@@ -235,9 +238,10 @@ async def _decide(
     now = as_utc(now, "now")
     deadline = as_utc(deadline, "deadline")
     zone = gate.home_zone
-    if override is not None:
-        return Decision("forced", f"Starting now: {override.reason}.", now, zone, forced_reason=override.kind)
     latest = latest_start(deadline, gate.expected_duration, gate.policy)
+    if override is not None:
+        return Decision("forced", f"Starting now: {override.reason}.", now, zone, forced_reason=override.kind,
+                        deadline=deadline, latest_start=latest)
     try:
         forecasts = await _fetch(gate.source, gate.zones, now, deadline)
         if memory is not None:
@@ -369,5 +373,6 @@ async def _on_source_error(
     log.warning("carbon source failed (%s); starting now as on_source_error=%r says", what, gate.on_source_error)
     return Decision(
         "forced", f"Starting now: the carbon source failed ({what}).", now, gate.home_zone,
-        forced_reason="source_error", fallback="run_now",
+        forced_reason="source_error", fallback="run_now", deadline=deadline,
+        latest_start=latest_start(deadline, gate.expected_duration, gate.policy),
     ), "run_now"

@@ -109,8 +109,11 @@ class Plan:
 
     ``decision`` is ``run_now`` or ``wait``; ``planned_start`` and ``zone`` say when and where.
     Intensities are window means in gCO2eq/kWh of ``signal`` (never mixed); ``intensity_now`` is
-    the home zone's (first zone's) window if started now, the counterfactual for the saving.
-    ``latest_start_reached`` and ``deadline_at_risk`` mean the deadline, not the forecast, decided.
+    the home zone's (first zone's) window if started now. ``intensity_best_now`` and
+    ``best_now_zone`` are the cleanest start-now option in any allowed zone: a plan that waits
+    measures ``expected_saving_pct`` against it; one that starts now in another zone, against the
+    home zone. ``latest_start_reached`` and ``deadline_at_risk`` mean the deadline, not the
+    forecast, decided.
     """
 
     decision: Literal["run_now", "wait"]
@@ -126,6 +129,8 @@ class Plan:
     reason: str
     latest_start_reached: bool = False
     deadline_at_risk: bool = False
+    intensity_best_now: float | None = None
+    best_now_zone: str | None = None
 
     @property
     def forced(self) -> bool:
@@ -133,15 +138,34 @@ class Plan:
         return self.latest_start_reached or self.deadline_at_risk
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: datetimes as ISO-8601 UTC strings, numbers rounded for people."""
+        """JSON-able form in the decision's vocabulary (docs/decision.md), old names kept as aliases.
+
+        ``status`` (``wait``, ``go`` or ``forced``), ``intensity``, ``intensity_at_submission`` and
+        ``saving_pct`` are the names the XCom decision uses; ``decision``, ``intensity_planned``,
+        ``intensity_now`` and ``expected_saving_pct`` stay for one release.
+        """
         out = asdict(self)
         for key in ("planned_start", "latest_start", "deadline"):
             out[key] = out[key].isoformat()
-        for key in ("intensity_now", "intensity_planned"):
+        for key in ("intensity_now", "intensity_planned", "intensity_best_now"):
             out[key] = None if out[key] is None else round(out[key], 3)
         out["expected_saving_pct"] = round(self.expected_saving_pct, 3)
         out["forced"] = self.forced
-        return out
+        status = "wait" if self.decision == "wait" else "forced" if self.forced else "go"
+        return {
+            "status": status, "reason": self.reason, "zone": self.zone, "planned_start": out["planned_start"],
+            "latest_start": out["latest_start"], "deadline": out["deadline"],
+            "intensity": out["intensity_planned"], "intensity_at_submission": out["intensity_now"],
+            "saving_pct": out["expected_saving_pct"], "signal": self.signal, "source": self.source,
+            "forced": self.forced,
+            "forced_reason": ("deadline_at_risk" if self.deadline_at_risk
+                              else "latest_start" if self.latest_start_reached else None),
+            "best_now_zone": self.best_now_zone, "intensity_best_now": out["intensity_best_now"],
+            "latest_start_reached": self.latest_start_reached, "deadline_at_risk": self.deadline_at_risk,
+            # Deprecated aliases, kept for one release.
+            "decision": self.decision, "intensity_planned": out["intensity_planned"],
+            "intensity_now": out["intensity_now"], "expected_saving_pct": out["expected_saving_pct"],
+        }
 
 
 def latest_start(deadline: datetime, expected_duration: timedelta, policy: Policy | None = None) -> datetime:
@@ -272,6 +296,7 @@ def plan(
             )
     chosen = zones[zi]
     saving = _saving(now_mean, mean)
+    best_now_mean, best_now_zone = best_now[0], zones[best_now[2]].zone
     if start_s == now_s and zi == 0:
         return run_now(
             f"Running now in {home.zone}: the next {_span(expected_duration)} ({now_mean:.0f} g/kWh) are already "
@@ -285,13 +310,22 @@ def plan(
             zone=chosen, mean=mean,
         )
     start = datetime.fromtimestamp(start_s, UTC)
+    # Waiting is measured against the best start-now option in any allowed zone, named with its zone.
+    saving = _saving(best_now_mean, mean)
+    if len(zones) == 1:
+        versus = f"{best_now_mean:.0f} now"
+    elif best_now_zone == home.zone:
+        versus = f"{best_now_mean:.0f} starting now in {home.zone}"
+    else:
+        versus = f"{best_now_mean:.0f} starting now in {best_now_zone} ({now_mean:.0f} in {home.zone})"
     return Plan(
         decision="wait", planned_start=start, zone=chosen.zone, intensity_planned=mean,
         expected_saving_pct=saving, source=chosen.source,
         reason=(
             f"Waiting until {_hm(start)}{where}: the {_span(expected_duration)} window then averages "
-            f"{mean:.0f} g/kWh vs {now_mean:.0f} now, {saving:.0f}% less ({why}); latest start {_hm(latest)}."
+            f"{mean:.0f} g/kWh vs {versus}, {saving:.0f}% less ({why}); latest start {_hm(latest)}."
         ),
+        intensity_best_now=best_now_mean, best_now_zone=best_now_zone,
         **base,
     )
 
@@ -401,6 +435,8 @@ def _hm(moment: datetime) -> str:
 
 
 def _span(delta: timedelta | None) -> str:
+    if isinstance(getattr(delta, "text", None), str):
+        return delta.text  # a span the user typed (carbon_sensors.cli_syntax.Span) prints as typed
     total = round((delta or timedelta(0)).total_seconds())
     hours, rest = divmod(total, 3600)
     minutes = rest // 60

@@ -166,13 +166,20 @@ class Trace:
     actual: Forecast
 
 
-def load_trace(path: str | Path, column: str | None = None, zone: str | None = None) -> Trace:
-    """Read a trace (CSV or Parquet); the zone defaults to the file name up to its first underscore."""
+def load_trace(
+    path: str | Path, column: str | None = None, zone: str | None = None, *,
+    time_column: str | None = None, timezone: str | None = None,
+) -> Trace:
+    """Read a trace (CSV or Parquet); the zone defaults to the file name up to its first underscore.
+
+    ``column`` and ``time_column`` name the intensity and time columns (default: recognised by
+    name); ``timezone`` is the zone of naive timestamps.
+    """
     from carbon_sensors.signals.file import FileSource
 
     path = Path(path)
     zone = zone or path.stem.split("_")[0]
-    actual = FileSource(path, value_column=column, zone=None).read_all(zone)
+    actual = FileSource(path, time_column=time_column, value_column=column, zone=None, timezone=timezone).read_all(zone)
     steps = {round(b - a) for a, b in zip(actual.starts_s, actual.starts_s[1:], strict=False)}
     if len(steps) > 1:
         raise SourceDataError(f"{path} is not evenly spaced (steps {sorted(steps)[:5]} s); backtests need a regular trace")

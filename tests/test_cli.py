@@ -46,7 +46,9 @@ def test_plan_in_words(capsys):
                  "--at", "2026-06-15T00:00Z"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Waiting until 2026-06-15 10:00 UTC in GB")
-    assert "expected saving 63.0%" in out
+    # Against the best start-now option (GB now, 222), not DE now (464): the saving of waiting.
+    assert "vs 222 starting now in GB (464 in DE)" in out
+    assert "expected saving 22.9% vs starting now in GB" in out
 
 
 def test_forecast_from_a_file(capsys, shared_data):

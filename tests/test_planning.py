@@ -672,3 +672,18 @@ def test_property_wait_choice_is_optimal_against_a_minute_grid(case):
     while t <= last:
         assert chosen <= f.mean_between(t, t + dur_s) + 1e-6
         t += 60.0
+
+
+# -- several zones: the saving of waiting is against the best start-now option --------------------
+
+
+def test_waiting_saving_is_against_the_best_start_now_option_in_any_zone_and_names_both_zones():
+    """With DE dirty now and GB cleaner now, waiting for GB's dip saves against GB now, not DE now."""
+    de = slots([470] * 12, zone="DE")
+    gb = slots([205, 205, 205, 180, 180, 205, 205, 205, 205, 205, 205, 205], zone="GB")
+    p = plan([de, gb], now=T0, deadline=T0 + 12 * H, expected_duration=2 * H)
+    assert (p.decision, p.zone, p.planned_start) == ("wait", "GB", T0 + 3 * H)
+    assert p.intensity_now == pytest.approx(470)  # the home zone's start-now window, kept
+    assert (p.best_now_zone, p.intensity_best_now) == ("GB", pytest.approx(205))
+    assert p.expected_saving_pct == pytest.approx((205 - 180) / 205 * 100)
+    assert "vs 205 starting now in GB (470 in DE), 12% less" in p.reason

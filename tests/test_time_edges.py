@@ -129,10 +129,13 @@ def test_after_days_keeps_the_wall_clock_time_and_hours_do_not(tz, anchor, elaps
 
 
 def test_a_day_deadline_checks_its_slack_against_the_short_dst_day():
-    """After(days=1, timezone=...) leaves at least 23 h: a 23.5 h job is refused when the DAG is parsed."""
+    """After(days=1, timezone=...) leaves at least 23 h: a 23.5 h job is refused when the DAG is parsed,
+    and so is a 22 h job whose 2.2 h safety margin does not fit in the short day."""
     with pytest.raises(DeadlineError, match="does not fit"):
         CarbonGate(zones="DE", deadline=After(days=1, timezone=BERLIN), expected_duration=timedelta(hours=23, minutes=30))
-    CarbonGate(zones="DE", deadline=After(days=1, timezone=BERLIN), expected_duration=timedelta(hours=22))
+    with pytest.raises(DeadlineError, match=r"fits in the 23h .* but its safety margin of 132min does not"):
+        CarbonGate(zones="DE", deadline=After(days=1, timezone=BERLIN), expected_duration=timedelta(hours=22))
+    CarbonGate(zones="DE", deadline=After(days=1, timezone=BERLIN), expected_duration=timedelta(hours=20))
 
 
 # -- templated deadlines with an offset --------------------------------------------------------------

@@ -59,7 +59,8 @@ class EmbeddedProfileSource:
     def check_zone(self, zone: str) -> None:
         if zone not in EMBEDDED_ZONES:
             raise UnknownZoneError(
-                f"the embedded profile has no zone {zone!r}; it knows {', '.join(embedded_zones())}. "
+                f"the embedded profile has no zone {zone!r}{_did_you_mean(zone)}; it knows "
+                f"{', '.join(embedded_zones())}. "
                 "Use one of those (Electricity Maps zone ids), or a file or live source for other zones"
             )
 
@@ -93,3 +94,15 @@ class EmbeddedProfileSource:
 
     def __repr__(self) -> str:
         return "EmbeddedProfileSource()"
+
+
+def _did_you_mean(zone: object) -> str:
+    """`` (did you mean 'DE'?)`` for a zone that differs from a known one in case or by a typo."""
+    import difflib
+
+    if not isinstance(zone, str):
+        return ""
+    known = embedded_zones()
+    by_case = [z for z in known if z.lower() == zone.strip().lower()]
+    close = by_case or difflib.get_close_matches(zone.upper(), known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
