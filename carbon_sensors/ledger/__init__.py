@@ -43,7 +43,16 @@ except ImportError:  # pragma: no cover - depends on the installation
 # writer (upserts, reconciling, spool), queries (records for reports and the UI), trail (decisions).
 from carbon_sensors.ledger.queries import Queries
 from carbon_sensors.ledger.rows import _to_row, record_from_json, record_to_json
-from carbon_sensors.ledger.schema import _MIGRATIONS, DECISIONS, RUNS, SCHEMA, SCHEMA_VERSION, _runs_table
+from carbon_sensors.ledger.schema import (
+    _MIGRATIONS,
+    DECISIONS,
+    DECISIONS_TABLE,
+    RUNS,
+    RUNS_TABLE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    _runs_table,
+)
 from carbon_sensors.ledger.store import LEDGER_URL_ENV, SPOOL_DIR_ENV, default_ledger_url, default_spool_dir, mask_url
 from carbon_sensors.ledger.trail import DECISION_STATUSES, DecisionEntry, Trail
 from carbon_sensors.ledger.writer import Writer
@@ -62,7 +71,7 @@ __all__ = [
     "record_to_json",
 ]
 # Kept importable from here for tests that build older schemas by hand.
-_INTERNALS = (DECISIONS, RUNS, SCHEMA, _MIGRATIONS, _runs_table, _to_row)
+_INTERNALS = (DECISIONS, DECISIONS_TABLE, RUNS, RUNS_TABLE, SCHEMA, _MIGRATIONS, _runs_table, _to_row)
 
 
 class Ledger(Writer, Queries, Trail):
