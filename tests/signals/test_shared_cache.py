@@ -494,6 +494,8 @@ def test_the_process_cache_follows_the_environment_and_warns_on_nonsense(monkeyp
     assert cache is not None and cache.wait_s == 2.5 and sc.process_shared_cache() is cache
     monkeypatch.setattr(sc, "_process", {})
     monkeypatch.setenv("CARBON_SENSORS_SHARED_CACHE", "memcached://nope")
+    # Airflow's logging setup, once anything in this process has imported it, disables existing loggers.
+    monkeypatch.setattr(sc.log, "disabled", False)
     with caplog.at_level(logging.WARNING, logger="carbon_sensors.signals.shared_cache"):
         assert sc.process_shared_cache() is None
     assert "shared_cache must be" in caplog.text
