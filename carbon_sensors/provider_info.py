@@ -75,18 +75,20 @@ def get_provider_info() -> dict[str, Any]:
                         "default": "",
                     },
                     "shared_cache_timeout_s": {
-                        "description": "Seconds one shared-cache call may take before the store counts as down.",
+                        "description": "Seconds one shared-cache call may take before the store counts as down. "
+                        "Empty: CARBON_SENSORS_SHARED_CACHE_TIMEOUT_S, else 1.0.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "1.0",
-                        "default": "1.0",
+                        "default": "",
                     },
                     "shared_cache_wait_s": {
-                        "description": "Seconds a process waits for another's fetch before fetching itself.",
+                        "description": "Seconds a process waits for another's fetch before fetching itself. "
+                        "Empty: CARBON_SENSORS_SHARED_CACHE_WAIT_S, else 5.0.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "5.0",
-                        "default": "5.0",
+                        "default": "",
                     },
                     "prices_file": {
                         "description": "JSON or TOML price table: usd_per_kwh or price_file, usd_per_gpu_hour, "

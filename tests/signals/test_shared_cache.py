@@ -502,3 +502,16 @@ def test_the_process_cache_follows_the_environment_and_warns_on_nonsense(monkeyp
     monkeypatch.setattr(sc, "_process", {})
     monkeypatch.delenv("CARBON_SENSORS_SHARED_CACHE")
     assert sc.process_shared_cache() is None
+
+
+def test_an_airflow_option_left_empty_falls_back_to_the_environment(monkeypatch):
+    """With Airflow's reader registered, an unset [carbon_sensors] option does not hide CARBON_SENSORS_*."""
+    pytest.importorskip("airflow")
+    import carbon_sensors.hooks.shared_cache  # noqa: F401 - registers Airflow's reader
+    from carbon_sensors.provider_info import get_provider_info
+
+    options = get_provider_info()["config"]["carbon_sensors"]["options"]
+    assert options["shared_cache_wait_s"]["default"] == "" and options["shared_cache_timeout_s"]["default"] == ""
+    monkeypatch.setenv("CARBON_SENSORS_SHARED_CACHE_WAIT_S", "2.5")
+    monkeypatch.setenv("CARBON_SENSORS_SHARED_CACHE_TIMEOUT_S", "0.5")
+    assert sc._setting("shared_cache_wait_s") == "2.5" and sc._setting("shared_cache_timeout_s") == "0.5"
