@@ -197,7 +197,7 @@ def create_app(ledger_url: str | None = None, *, clock: Clock | None = None, zon
 
 
 def _ledger_url() -> str:
-    from carbon_sensors.operators.carbon import ledger_url
+    from carbon_sensors.airflow.settings import ledger_url
 
     return ledger_url() or default_ledger_url()
 
