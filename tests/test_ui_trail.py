@@ -227,6 +227,8 @@ def test_an_entry_holds_what_the_decision_event_says(tmp_path):
                                              expected_duration_s=3600.0, source_spec=gate.source.to_spec(),
                                              origin="triggerer")
         assert direct == via_event
+        if decision.status == "forced":  # a forced start still says which deadline it protected
+            assert direct.deadline is not None and direct.latest_start is not None
 
 
 @pytest.fixture

@@ -102,8 +102,9 @@ def decision_entry(
     return DecisionEntry(
         RunKey("airflow", dag_id, task_id, run_id, tries, index), decision.decided_at, decision.status,
         reason=decision.reason, zone=p.zone if p else decision.zone,
-        planned_start=p.planned_start if p else None, latest_start=p.latest_start if p else None,
-        deadline=p.deadline if p else None, next_check=decision.next_check, submitted_at=decision.submitted_at,
+        planned_start=p.planned_start if p else None,
+        latest_start=p.latest_start if p else decision.latest_start,
+        deadline=p.deadline if p else decision.deadline, next_check=decision.next_check, submitted_at=decision.submitted_at,
         expected_duration_s=None if gate is None or gate.expected_duration is None
         else gate.expected_duration.total_seconds(),
         intensity=None if planned is None else round(planned, 3),
