@@ -1,7 +1,11 @@
 """Signal sources: where carbon-intensity forecasts come from.
+Core: the gate, the CLI and both adapters import it; it never imports Airflow or Prefect.
 
-Every source returns the same :class:`~carbon_sensors.forecast.Forecast`. A source is described by
-a JSON-able spec (``source.to_spec()``) so an Airflow trigger can carry it; never a secret.
+Every source returns the same :class:`~carbon_sensors.forecast.Forecast`; price sources
+(:mod:`carbon_sensors.signals.prices`) return a :class:`~carbon_sensors.prices.PriceForecast`. A source is described by
+a JSON-able spec (``source.to_spec()``) so an Airflow trigger can carry it; never a secret. The
+spec's ``kind`` picks the factory that builds it (:mod:`carbon_sensors.signals.registry`): a new
+source is one module that registers its kind.
 
 >>> source_from_spec("embedded")
 EmbeddedProfileSource()
@@ -15,13 +19,19 @@ from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.signals.base import Source, run_sync
 from carbon_sensors.signals.embedded import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource, embedded_zones
 from carbon_sensors.signals.file import FileSource
+from carbon_sensors.signals.prices import FilePrices, PriceSource, TariffPrices, price_source_from_spec
+from carbon_sensors.signals.registry import source_factory
 
 __all__ = [
     "EMBEDDED_SOURCE_NAME",
     "EmbeddedProfileSource",
+    "FilePrices",
     "FileSource",
+    "PriceSource",
     "Source",
+    "TariffPrices",
     "embedded_zones",
+    "price_source_from_spec",
     "run_sync",
     "source_from_spec",
 ]
@@ -61,29 +71,4 @@ def _build(spec: dict[str, Any] | Source) -> Source:
         if isinstance(spec, Source):
             return spec
         raise ConfigurationError(f"source must be a spec dict, a kind name or a Source, got {type(spec).__name__}")
-    kind = spec.get("kind")
-    if kind == "embedded":
-        return EmbeddedProfileSource()
-    if kind == "neso":
-        from carbon_sensors.signals.neso import NesoSource
-
-        return NesoSource.from_spec(spec)
-    if kind == "electricitymaps":
-        from carbon_sensors.signals.electricitymaps import ElectricityMapsSource
-
-        return ElectricityMapsSource.from_spec(spec)
-    if kind == "watttime":
-        from carbon_sensors.signals.watttime import WattTimeSource
-
-        return WattTimeSource.from_spec(spec)
-    if kind == "carbon_aware_sdk":
-        from carbon_sensors.signals.carbon_aware_sdk import CarbonAwareSdkSource
-
-        return CarbonAwareSdkSource.from_spec(spec)
-    if kind == "file":
-        if not spec.get("path"):
-            raise ConfigurationError("a file source needs a path: {'kind': 'file', 'path': '/data/intensity.csv'}")
-        return FileSource.from_spec(spec)
-    raise ConfigurationError(
-        f"unknown source kind {kind!r}; use 'embedded', 'file', 'neso', 'electricitymaps', 'watttime' or 'carbon_aware_sdk'"
-    )
+    return source_factory(spec.get("kind"))(spec)

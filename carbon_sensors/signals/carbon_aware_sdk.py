@@ -71,6 +71,7 @@ from carbon_sensors.signals._common import to_float, utc_moment
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.credentials import env_prefix, resolve_credentials
 from carbon_sensors.signals.http import HttpClient, HttpSettings
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["CARBON_AWARE_SDK_PROVIDER", "FORECAST_PATH", "CarbonAwareSdkSource", "parse_carbon_aware_sdk"]
@@ -261,3 +262,6 @@ def _issued_at(generated: Any, first: datetime, now: datetime) -> datetime:
     except (ConfigurationError, ValueError, OverflowError):
         issued = first
     return min(issued, now)
+
+
+register_source_kind(CarbonAwareSdkSource.kind, CarbonAwareSdkSource.from_spec)

@@ -11,11 +11,11 @@ Credentials(api_key='***', username=None, password=None, base_url=None)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from carbon_sensors.errors import ConfigurationError
+from carbon_sensors.renames import env_setting
 
 __all__ = ["Credentials", "env_prefix", "register_resolver", "resolve_credentials"]
 
@@ -69,8 +69,8 @@ async def resolve_credentials(provider: str, conn_id: str | None) -> Credentials
         )
     prefix = env_prefix(provider)
     return Credentials(
-        api_key=os.environ.get(prefix + "API_KEY") or None,
-        username=os.environ.get(prefix + "USERNAME") or None,
-        password=os.environ.get(prefix + "PASSWORD") or None,
-        base_url=os.environ.get(prefix + "BASE_URL") or None,
+        api_key=env_setting(prefix + "API_KEY"),
+        username=env_setting(prefix + "USERNAME"),
+        password=env_setting(prefix + "PASSWORD"),
+        base_url=env_setting(prefix + "BASE_URL"),
     )

@@ -42,20 +42,18 @@ from __future__ import annotations
 import logging
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from carbon_sensors.errors import ConfigurationError, SourceAuthError, SourceDataError, SourceError, UnknownZoneError
+from carbon_sensors.errors import ConfigurationError, SourceDataError, SourceError, UnknownZoneError
 from carbon_sensors.forecast import Forecast
-from carbon_sensors.signals._common import check_base_url as _check_base_url
-from carbon_sensors.signals._common import coordinate as _coordinate
 from carbon_sensors.signals._common import number_text as _num
 from carbon_sensors.signals._common import parse_time, to_float
-from carbon_sensors.signals._common import relabel as _relabel
-from carbon_sensors.signals._common import scrubbed as _scrubbed
-from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
-from carbon_sensors.signals.credentials import Credentials, env_prefix, resolve_credentials
-from carbon_sensors.signals.http import HttpClient, HttpSettings
+from carbon_sensors.signals.cache import ForecastCache
+from carbon_sensors.signals.credentials import Credentials
+from carbon_sensors.signals.http import HttpSettings
+from carbon_sensors.signals.keyed_http import KeyedHttpSource, check_horizon_hours, coordinate_pair
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = [
@@ -86,7 +84,7 @@ _EMISSION_FACTORS = ("lifecycle", "direct")
 ELECTRICITYMAPS_ERROR_24H = 0.10
 
 
-class ElectricityMapsSource:
+class ElectricityMapsSource(KeyedHttpSource):
     """A zone's average carbon-intensity forecast from the Electricity Maps API (v3).
 
     ``refresh_interval`` is one slot of ``temporal_granularity`` (1 h by default): Electricity Maps
@@ -96,6 +94,13 @@ class ElectricityMapsSource:
 
     kind = "electricitymaps"
     signal = "average"
+    provider = PROVIDER
+    what = _WHERE
+    default_base_url = ELECTRICITYMAPS_BASE_URL
+    hint_given = "the api_key given to ElectricityMapsSource(credentials=...)"
+    hint_conn = "the API key in the Airflow connection {conn_id!r} (Password field)"
+    hint_env = "the environment variable {prefix}API_KEY (or set conn_id= to an Airflow connection)"
+    hint = "check {where}; HTTP 403 can also mean your plan does not cover this zone or endpoint"
 
     def __init__(
         self,
@@ -121,35 +126,22 @@ class ElectricityMapsSource:
                 raise ConfigurationError(
                     f"zone_key must be an Electricity Maps zone key such as 'DE' or 'US-CAL-CISO', got {zone_key!r}"
                 )
-        if (lat is None) != (lon is None):
-            raise ConfigurationError("give both lat and lon, or neither")
-        if lat is not None:
-            lat, lon = _coordinate(lat, "lat", 90.0), _coordinate(lon, "lon", 180.0)
-        if isinstance(horizon_hours, bool) or not isinstance(horizon_hours, int) or not 1 <= horizon_hours <= 72:
-            # The API reference lists 6, 24, 48 and 72 (default 24); other values are left to the API to refuse.
-            raise ConfigurationError(f"horizon_hours must be a whole number of hours from 1 to 72, got {horizon_hours!r}")
+        lat, lon = coordinate_pair(("lat", "lon"), lat, lon)
+        # The API reference lists 6, 24, 48 and 72 (default 24); other values are left to the API to refuse.
+        check_horizon_hours(horizon_hours)
         if temporal_granularity not in _GRANULARITIES:
             raise ConfigurationError(
                 f"temporal_granularity must be one of {', '.join(map(repr, _GRANULARITIES))}, got {temporal_granularity!r}"
             )
         if emission_factor_type not in _EMISSION_FACTORS:
             raise ConfigurationError(f"emission_factor_type must be 'lifecycle' or 'direct', got {emission_factor_type!r}")
-        if conn_id is not None and (not isinstance(conn_id, str) or not conn_id.strip()):
-            raise ConfigurationError(f"conn_id must be an Airflow connection id, got {conn_id!r}")
-        if credentials is not None and not isinstance(credentials, Credentials):
-            raise ConfigurationError("credentials must be a carbon_sensors.signals.credentials.Credentials")
+        super().__init__(conn_id=conn_id, credentials=credentials, base_url=base_url, settings=settings,
+                         transport=transport, cache=cache, max_stale=max_stale)
         self.zone_key, self.lat, self.lon = zone_key, lat, lon
         self.horizon_hours, self.temporal_granularity = horizon_hours, temporal_granularity
-        self.emission_factor_type, self.conn_id = emission_factor_type, conn_id
-        self.base_url = _check_base_url(base_url)
+        self.emission_factor_type = emission_factor_type
         self.resolution = _GRANULARITIES[temporal_granularity]
         self.refresh_interval = self.resolution
-        self.settings = settings or HttpSettings()
-        self.cache = cache or DEFAULT_CACHE
-        self.max_stale = max_stale
-        self._credentials = credentials  # for tests and programmatic use; never in the spec or the repr
-        self._transport = transport
-        self._clients: dict[str, HttpClient] = {}
 
     # -- where -----------------------------------------------------------------------------------
 
@@ -177,67 +169,28 @@ class ElectricityMapsSource:
             params["temporalGranularity"] = self.temporal_granularity
         return params
 
-    # -- credentials and HTTP --------------------------------------------------------------------
-
-    def _hint(self) -> str:
-        if self._credentials is not None:
-            where = "the api_key given to ElectricityMapsSource(credentials=...)"
-        elif self.conn_id:
-            where = f"the API key in the Airflow connection {self.conn_id!r} (Password field)"
-        else:
-            where = f"the environment variable {env_prefix(PROVIDER)}API_KEY (or set conn_id= to an Airflow connection)"
-        return f"check {where}; HTTP 403 can also mean your plan does not cover this zone or endpoint"
-
-    async def _auth(self) -> tuple[Credentials, str]:
-        creds = self._credentials or await resolve_credentials(PROVIDER, self.conn_id)
-        if not creds.api_key:
-            raise SourceAuthError(f"{_WHERE} needs an API key and none was found; {self._hint()}")
-        return creds, _check_base_url(creds.base_url) if creds.base_url else self.base_url
-
-    def _client(self, base_url: str) -> HttpClient:
-        client = self._clients.get(base_url)
-        if client is None:
-            client = self._clients[base_url] = HttpClient(
-                base_url, what=_WHERE, settings=self.settings, transport=self._transport, credentials_hint=self._hint()
-            )
-        return client
-
-    async def _get(self, base_url: str, creds: Credentials, path: str, params: dict[str, str]) -> Any:
-        try:
-            return await self._client(base_url).get_json(path, params, headers={"auth-token": creds.api_key or ""})
-        except SourceError as exc:
-            raise _scrubbed(exc, creds.secrets()) from None
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        return {"auth-token": creds.api_key or ""}
 
     # -- fetching --------------------------------------------------------------------------------
 
-    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
-        self.check_zone(zone)
-        now = as_utc(now, "now")
-        step = self.resolution.total_seconds()
-        slot = datetime.fromtimestamp(now.timestamp() // step * step, UTC)
-        where = (self._zone_key(zone), self.lat, self.lon)
-        key = (self.kind, self.base_url, self.conn_id, where, self.emission_factor_type, self.temporal_granularity,
-               self.horizon_hours, slot)
+    def _cache_where(self, zone: str) -> Any:
+        return (self._zone_key(zone), self.lat, self.lon)
 
-        async def download() -> Forecast:
-            creds, base_url = await self._auth()
-            forecast = await self._get(base_url, creds, _FORECAST_PATH, self._params(zone, horizonHours=str(self.horizon_hours)))
-            try:  # the current slot's value is a refinement: the forecast serves without it
-                latest = await self._get(base_url, creds, _LATEST_PATH, self._params(zone))
-            except SourceError as exc:
-                log.info("%s: no current value from %s (%s); going on without it", _WHERE, _LATEST_PATH, type(exc).__name__)
-                latest = None
-            try:
-                return parse_electricitymaps(
-                    forecast, latest, zone=zone, now=now, resolution=self.resolution,
-                    emission_factor_type=self.emission_factor_type, zone_key=self._zone_key(zone),
-                )
-            except SourceError as exc:  # a payload quoted in the message could hold an echoed key
-                raise _scrubbed(exc, creds.secrets()) from None
+    def _cache_options(self) -> tuple[Any, ...]:
+        return (self.emission_factor_type, self.temporal_granularity, self.horizon_hours)
 
-        forecast = await self.cache.get(key, download, ttl_s=self.refresh_interval.total_seconds(),
-                                        max_stale_s=self.max_stale.total_seconds())
-        return forecast if forecast.zone == zone else _relabel(forecast, zone)
+    async def _download(self, zone: str, now: datetime, creds: Credentials, base_url: str) -> Forecast:
+        forecast = await self._get(base_url, creds, _FORECAST_PATH, self._params(zone, horizonHours=str(self.horizon_hours)))
+        try:  # the current slot's value is a refinement: the forecast serves without it
+            latest = await self._get(base_url, creds, _LATEST_PATH, self._params(zone))
+        except SourceError as exc:
+            log.info("%s: no current value from %s (%s); going on without it", _WHERE, _LATEST_PATH, type(exc).__name__)
+            latest = None
+        return self._parsed(
+            base_url, creds, parse_electricitymaps, forecast, latest, zone=zone, now=now, resolution=self.resolution,
+            emission_factor_type=self.emission_factor_type, zone_key=self._zone_key(zone),
+        )
 
     async def fetch_history(self, zone: str, *, now: datetime) -> Forecast:
         """The past 24 h of the zone's intensity (``/v3/carbon-intensity/history``) as a measured Forecast."""
@@ -245,37 +198,24 @@ class ElectricityMapsSource:
         now = as_utc(now, "now")
         creds, base_url = await self._auth()
         payload = await self._get(base_url, creds, _HISTORY_PATH, self._params(zone))
-        try:
-            return parse_electricitymaps_history(
-                payload, zone=zone, now=now, resolution=self.resolution, emission_factor_type=self.emission_factor_type,
-                zone_key=self._zone_key(zone),
-            )
-        except SourceError as exc:
-            raise _scrubbed(exc, creds.secrets()) from None
+        return self._parsed(
+            base_url, creds, parse_electricitymaps_history, payload, zone=zone, now=now, resolution=self.resolution,
+            emission_factor_type=self.emission_factor_type, zone_key=self._zone_key(zone),
+        )
 
     # -- spec ------------------------------------------------------------------------------------
 
     def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "zone_key": self.zone_key, "lat": self.lat, "lon": self.lon,
-                "horizon_hours": self.horizon_hours, "temporal_granularity": self.temporal_granularity,
-                "emission_factor_type": self.emission_factor_type, "conn_id": self.conn_id, "base_url": self.base_url,
-                **self.settings.to_spec()}
+        return self._spec(zone_key=self.zone_key, lat=self.lat, lon=self.lon, horizon_hours=self.horizon_hours,
+                          temporal_granularity=self.temporal_granularity, emission_factor_type=self.emission_factor_type)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ElectricityMapsSource:
-        settings = HttpSettings.from_spec(spec)
         return cls(zone_key=spec.get("zone_key"), lat=spec.get("lat"), lon=spec.get("lon"),
                    horizon_hours=spec.get("horizon_hours", 24),
                    temporal_granularity=spec.get("temporal_granularity") or "hourly",
                    emission_factor_type=spec.get("emission_factor_type") or "lifecycle",
-                   conn_id=spec.get("conn_id"), base_url=spec.get("base_url") or ELECTRICITYMAPS_BASE_URL,
-                   settings=settings)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ElectricityMapsSource) and self.to_spec() == other.to_spec()
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.zone_key, self.lat, self.lon, self.emission_factor_type, self.base_url))
+                   **cls._spec_kwargs(spec))
 
     def __repr__(self) -> str:
         where = (f"zone_key={self.zone_key!r}" if self.zone_key else
@@ -285,12 +225,6 @@ class ElectricityMapsSource:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def _value(entry: Any, what: str) -> tuple[datetime, float]:
@@ -415,3 +349,6 @@ def parse_electricitymaps_history(
 
 def _time(value: Any, what: str) -> datetime:
     return parse_time(value, what, _WHERE)
+
+
+register_source_kind(ElectricityMapsSource.kind, ElectricityMapsSource.from_spec)

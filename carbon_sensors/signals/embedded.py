@@ -21,6 +21,7 @@ from typing import Any
 
 from carbon_sensors.errors import UnknownZoneError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["EMBEDDED_SOURCE_NAME", "EmbeddedProfileSource", "embedded_zones"]
@@ -106,3 +107,6 @@ def _did_you_mean(zone: object) -> str:
     by_case = [z for z in known if z.lower() == zone.strip().lower()]
     close = by_case or difflib.get_close_matches(zone.upper(), known, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+register_source_kind(EmbeddedProfileSource.kind, lambda spec: EmbeddedProfileSource())

@@ -55,7 +55,7 @@ class HttpSettings:
 
 
 class HttpClient:
-    """One source's HTTP client: ``await client.get_json(path, params)``; lazily opens an httpx.AsyncClient."""
+    """One source's HTTP client: ``await client.get_json(path, params)`` (or ``get_text``); lazily opens an httpx.AsyncClient."""
 
     def __init__(
         self,
@@ -93,6 +93,27 @@ class HttpClient:
             await self._client.aclose()
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+        where = f"{self.what} ({self.base_url}{path})"
+        response = await self._get(path, params, headers)
+        try:
+            return response.json()
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder goes
+            raise SourceDataError(f"{where} returned malformed or truncated JSON ({len(response.content)} bytes)") from None
+
+    async def get_text(
+        self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+        *, pass_statuses: frozenset[int] = frozenset(),
+    ) -> tuple[int, str]:
+        """``(status, body)`` of a GET, with the same retries and error mapping as :meth:`get_json`.
+
+        A 4xx status in ``pass_statuses`` is returned rather than raised, for APIs (ENTSO-E) that
+        explain a refusal in a document of their own.
+        """
+        response = await self._get(path, params, headers, pass_statuses=pass_statuses)
+        return response.status_code, response.text
+
+    async def _get(self, path: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
+                   *, pass_statuses: frozenset[int] = frozenset()) -> Any:
         import httpx
 
         where = f"{self.what} ({self.base_url}{path})"
@@ -134,15 +155,10 @@ class HttpClient:
                     continue
                 if status >= 500:
                     failure = SourceUnavailableError(f"{where} answered HTTP {status} after {attempt + 1} attempt(s)")
-                elif status >= 400:
+                elif status >= 400 and status not in pass_statuses:
                     raise SourceDataError(f"{where} answered HTTP {status}: {response.text[:200]!r}; check the zone or region")
                 else:
-                    try:
-                        return response.json()
-                    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder goes
-                        raise SourceDataError(
-                            f"{where} returned malformed or truncated JSON ({len(response.content)} bytes)"
-                        ) from None
+                    return response
             log.debug("%s: attempt %d failed after %.2f s", where, attempt + 1, time.monotonic() - started)
             if attempt < self.settings.max_retries:
                 await asyncio.sleep(self.settings.backoff_s * 2**attempt * random.uniform(0.5, 1.5))

@@ -22,6 +22,7 @@ from carbon_sensors.forecast import Forecast
 from carbon_sensors.signals._common import relabel, to_float, utc_moment
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.http import HttpClient, HttpSettings
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["NESO_BASE_URL", "NesoSource", "parse_neso"]
@@ -160,3 +161,6 @@ def parse_neso(payload: Any, *, zone: str, requested: datetime, now: datetime) -
         resolution=_SLOT, error_24h=NESO_ERROR_24H,
         recent_error=recent_error if recent_error is None or recent_error > -1 else None, recent_error_lead_h=0.5,
     )
+
+
+register_source_kind(NesoSource.kind, NesoSource.from_spec)

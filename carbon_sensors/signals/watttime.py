@@ -49,20 +49,19 @@ import logging
 import math
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceAuthError, SourceDataError, SourceError, UnknownZoneError
 from carbon_sensors.forecast import Forecast
-from carbon_sensors.signals._common import check_base_url as _check_base_url
-from carbon_sensors.signals._common import coordinate as _coordinate
 from carbon_sensors.signals._common import number_text as _num
 from carbon_sensors.signals._common import parse_time, to_float
-from carbon_sensors.signals._common import relabel as _relabel
 from carbon_sensors.signals._common import scrubbed as _scrubbed
-from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
-from carbon_sensors.signals.credentials import Credentials, env_prefix, resolve_credentials
-from carbon_sensors.signals.http import HttpClient, HttpSettings
+from carbon_sensors.signals.cache import ForecastCache
+from carbon_sensors.signals.credentials import Credentials
+from carbon_sensors.signals.http import HttpSettings
+from carbon_sensors.signals.keyed_http import KeyedHttpSource, check_horizon_hours, coordinate_pair
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = [
@@ -109,7 +108,7 @@ def clear_watttime_tokens() -> None:
     _regions.clear()
 
 
-class WattTimeSource:
+class WattTimeSource(KeyedHttpSource):
     """A WattTime region's MOER (marginal) or AOER (average) forecast, in gCO2/kWh.
 
     ``refresh_interval`` is 5 minutes: WattTime regenerates its forecast every 5 minutes and a
@@ -118,6 +117,16 @@ class WattTimeSource:
     """
 
     kind = "watttime"
+    provider = PROVIDER
+    what = _WHERE
+    default_base_url = WATTTIME_BASE_URL
+    credential_fields = ("username", "password")
+    missing_credentials = "a username and a password and did not get both"
+    hint_given = "WattTimeSource(credentials=...)"
+    hint_conn = "the Airflow connection {conn_id!r} (Login: username, Password: password)"
+    hint_env = "the environment variables {prefix}USERNAME and {prefix}PASSWORD (or set conn_id=)"
+    hint = ("check the WattTime username and password in {where}; HTTP 403 can also mean your plan "
+            "does not cover this region or signal_type (see /v3/my-access)")
 
     def __init__(
         self,
@@ -139,31 +148,18 @@ class WattTimeSource:
             raise ConfigurationError("give region or latitude/longitude, not both")
         if region is not None and (not isinstance(region, str) or not _REGION.match(region)):
             raise ConfigurationError(f"region must be a WattTime region id such as 'CAISO_NORTH', got {region!r}")
-        if (latitude is None) != (longitude is None):
-            raise ConfigurationError("give both latitude and longitude, or neither")
-        if latitude is not None:
-            latitude, longitude = _coordinate(latitude, "latitude", 90.0), _coordinate(longitude, "longitude", 180.0)
+        latitude, longitude = coordinate_pair(("latitude", "longitude"), latitude, longitude)
         if signal_type not in _SIGNALS:
             raise ConfigurationError(
                 f"signal_type must be 'co2_moer' (marginal) or 'co2_aoer' (average), got {signal_type!r}"
             )
-        if isinstance(horizon_hours, bool) or not isinstance(horizon_hours, int) or not 1 <= horizon_hours <= 72:
-            raise ConfigurationError(f"horizon_hours must be a whole number of hours from 1 to 72, got {horizon_hours!r}")
-        if conn_id is not None and (not isinstance(conn_id, str) or not conn_id.strip()):
-            raise ConfigurationError(f"conn_id must be an Airflow connection id, got {conn_id!r}")
-        if credentials is not None and not isinstance(credentials, Credentials):
-            raise ConfigurationError("credentials must be a carbon_sensors.signals.credentials.Credentials")
+        check_horizon_hours(horizon_hours)
+        super().__init__(conn_id=conn_id, credentials=credentials, base_url=base_url, settings=settings,
+                         transport=transport, cache=cache, max_stale=max_stale)
         self.region, self.latitude, self.longitude = region, latitude, longitude
-        self.signal_type, self.horizon_hours, self.conn_id = signal_type, horizon_hours, conn_id
+        self.signal_type, self.horizon_hours = signal_type, horizon_hours
         self.signal = _SIGNALS[signal_type]
-        self.base_url = _check_base_url(base_url)
         self.refresh_interval = _PERIOD
-        self.settings = settings or HttpSettings()
-        self.cache = cache or DEFAULT_CACHE
-        self.max_stale = max_stale
-        self._credentials = credentials  # for tests and programmatic use; never in the spec or the repr
-        self._transport = transport
-        self._clients: dict[str, HttpClient] = {}
 
     # -- where -----------------------------------------------------------------------------------
 
@@ -176,32 +172,7 @@ class WattTimeSource:
                 "or give the source region= or latitude=/longitude="
             )
 
-    # -- credentials, token and HTTP --------------------------------------------------------------
-
-    def _hint(self) -> str:
-        if self._credentials is not None:
-            where = "WattTimeSource(credentials=...)"
-        elif self.conn_id:
-            where = f"the Airflow connection {self.conn_id!r} (Login: username, Password: password)"
-        else:
-            prefix = env_prefix(PROVIDER)
-            where = f"the environment variables {prefix}USERNAME and {prefix}PASSWORD (or set conn_id=)"
-        return (f"check the WattTime username and password in {where}; HTTP 403 can also mean your plan "
-                f"does not cover this region or signal_type (see /v3/my-access)")
-
-    async def _auth(self) -> tuple[Credentials, str]:
-        creds = self._credentials or await resolve_credentials(PROVIDER, self.conn_id)
-        if not creds.username or not creds.password:
-            raise SourceAuthError(f"{_WHERE} needs a username and a password and did not get both; {self._hint()}")
-        return creds, _check_base_url(creds.base_url) if creds.base_url else self.base_url
-
-    def _client(self, base_url: str) -> HttpClient:
-        client = self._clients.get(base_url)
-        if client is None:
-            client = self._clients[base_url] = HttpClient(
-                base_url, what=_WHERE, settings=self.settings, transport=self._transport, credentials_hint=self._hint()
-            )
-        return client
+    # -- token ------------------------------------------------------------------------------------
 
     @staticmethod
     def _token_key(base_url: str, creds: Credentials) -> tuple[str, str, str]:
@@ -214,11 +185,8 @@ class WattTimeSource:
 
     async def _login(self, base_url: str, creds: Credentials) -> str:
         basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-        secrets = (*creds.secrets(), basic)
-        try:
-            payload = await self._client(base_url).get_json(_LOGIN_PATH, headers={"Authorization": f"Basic {basic}"})
-        except SourceError as exc:
-            raise _scrubbed(exc, secrets) from None
+        payload = await self._request(base_url, creds, _LOGIN_PATH, headers={"Authorization": f"Basic {basic}"},
+                                      secrets=(basic,))
         token = payload.get("token") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceAuthError(f"{_WHERE} ({base_url}{_LOGIN_PATH}) gave no token; {self._hint()}")
@@ -233,18 +201,16 @@ class WattTimeSource:
 
     async def _get(self, base_url: str, creds: Credentials, path: str, params: dict[str, str]) -> Any:
         """GET with the bearer token; on a refusal, log in again once, then raise SourceAuthError."""
-        client = self._client(base_url)
         for attempt in (1, 2):
             token = await self._token(base_url, creds) if attempt == 1 else await self._login(base_url, creds)
             try:
-                return await client.get_json(path, params, headers={"Authorization": f"Bearer {token}"})
+                return await self._request(base_url, creds, path, params, {"Authorization": f"Bearer {token}"},
+                                           secrets=(token,))
             except SourceAuthError as exc:
                 _tokens.pop(self._token_key(base_url, creds), None)
                 if attempt == 2:
                     raise _scrubbed(SourceAuthError(f"{exc} (after a fresh login)"), (*creds.secrets(), token)) from None
                 log.info("%s refused the token for %s; logging in again", _WHERE, path)
-            except SourceError as exc:
-                raise _scrubbed(exc, (*creds.secrets(), token)) from None
         raise AssertionError("unreachable")
 
     async def _region(self, base_url: str, creds: Credentials, zone: str) -> str:
@@ -264,35 +230,25 @@ class WattTimeSource:
 
     # -- fetching --------------------------------------------------------------------------------
 
-    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
-        self.check_zone(zone)
-        now = as_utc(now, "now")
-        step = _PERIOD.total_seconds()
-        slot = datetime.fromtimestamp(now.timestamp() // step * step, UTC)
-        where = self.region or ((self.latitude, self.longitude) if self.latitude is not None else zone)
-        key = (self.kind, self.base_url, self.conn_id, where, self.signal_type, self.horizon_hours, slot)
+    def _cache_where(self, zone: str) -> Any:
+        return self.region or ((self.latitude, self.longitude) if self.latitude is not None else zone)
 
-        async def download() -> Forecast:
-            creds, base_url = await self._auth()
-            region = await self._region(base_url, creds, zone)
-            params = {"region": region, "signal_type": self.signal_type, "horizon_hours": str(self.horizon_hours)}
-            payload = await self._get(base_url, creds, _FORECAST_PATH, params)
-            current = None
-            if _starts_after(payload, now):  # rare: fill the current slot with its real-time value
-                try:
-                    history = await self._historical(base_url, creds, region, now - timedelta(hours=1), now)
-                    current = _last_at_or_before(history, now, self.signal_type, region)
-                except SourceError as exc:
-                    log.info("%s: no current value from %s (%s)", _WHERE, _HISTORICAL_PATH, type(exc).__name__)
+    def _cache_options(self) -> tuple[Any, ...]:
+        return (self.signal_type, self.horizon_hours)
+
+    async def _download(self, zone: str, now: datetime, creds: Credentials, base_url: str) -> Forecast:
+        region = await self._region(base_url, creds, zone)
+        params = {"region": region, "signal_type": self.signal_type, "horizon_hours": str(self.horizon_hours)}
+        payload = await self._get(base_url, creds, _FORECAST_PATH, params)
+        current = None
+        if _starts_after(payload, now):  # rare: fill the current slot with its real-time value
             try:
-                return parse_watttime(payload, zone=zone, now=now, signal_type=self.signal_type, region=region,
-                                      current=current)
-            except SourceError as exc:  # a payload quoted in the message could hold an echoed secret
-                raise _scrubbed(exc, self._secrets(base_url, creds)) from None
-
-        forecast = await self.cache.get(key, download, ttl_s=self.refresh_interval.total_seconds(),
-                                        max_stale_s=self.max_stale.total_seconds())
-        return forecast if forecast.zone == zone else _relabel(forecast, zone)
+                history = await self._historical(base_url, creds, region, now - timedelta(hours=1), now)
+                current = _last_at_or_before(history, now, self.signal_type, region)
+            except SourceError as exc:
+                log.info("%s: no current value from %s (%s)", _WHERE, _HISTORICAL_PATH, type(exc).__name__)
+        return self._parsed(base_url, creds, parse_watttime, payload, zone=zone, now=now, signal_type=self.signal_type,
+                            region=region, current=current)
 
     async def _historical(self, base_url: str, creds: Credentials, region: str, start: datetime, end: datetime) -> Any:
         params = {"region": region, "signal_type": self.signal_type,
@@ -306,30 +262,20 @@ class WattTimeSource:
         creds, base_url = await self._auth()
         region = await self._region(base_url, creds, zone)
         payload = await self._historical(base_url, creds, region, start, end)
-        try:
-            return parse_watttime(payload, zone=zone, now=now, signal_type=self.signal_type, region=region, measured=True)
-        except SourceError as exc:
-            raise _scrubbed(exc, self._secrets(base_url, creds)) from None
+        return self._parsed(base_url, creds, parse_watttime, payload, zone=zone, now=now, signal_type=self.signal_type,
+                            region=region, measured=True)
 
     # -- spec ------------------------------------------------------------------------------------
 
     def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "region": self.region, "latitude": self.latitude, "longitude": self.longitude,
-                "signal_type": self.signal_type, "horizon_hours": self.horizon_hours, "conn_id": self.conn_id,
-                "base_url": self.base_url, **self.settings.to_spec()}
+        return self._spec(region=self.region, latitude=self.latitude, longitude=self.longitude,
+                          signal_type=self.signal_type, horizon_hours=self.horizon_hours)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> WattTimeSource:
-        settings = HttpSettings.from_spec(spec)
         return cls(region=spec.get("region"), latitude=spec.get("latitude"), longitude=spec.get("longitude"),
                    signal_type=spec.get("signal_type") or "co2_moer", horizon_hours=spec.get("horizon_hours", 24),
-                   conn_id=spec.get("conn_id"), base_url=spec.get("base_url") or WATTTIME_BASE_URL, settings=settings)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, WattTimeSource) and self.to_spec() == other.to_spec()
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.region, self.latitude, self.longitude, self.signal_type, self.base_url))
+                   **cls._spec_kwargs(spec))
 
     def __repr__(self) -> str:
         where = (f"region={self.region!r}" if self.region else
@@ -340,12 +286,6 @@ class WattTimeSource:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def _starts_after(payload: Any, now: datetime) -> bool:
@@ -450,3 +390,6 @@ def parse_watttime(
 
 def _time(value: Any, what: str) -> datetime:
     return parse_time(value, what, _WHERE)
+
+
+register_source_kind(WattTimeSource.kind, WattTimeSource.from_spec)
