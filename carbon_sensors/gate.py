@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from carbon_sensors.signals import EMBEDDED_SOURCE_NAME, EmbeddedProfileSource, 
 from carbon_sensors.timeutil import as_utc, to_iso
 
 __all__ = [
+    "GATE_SETTINGS",
     "KILL_SWITCH_ENV",
     "ON_SOURCE_ERROR",
     "CarbonGate",
@@ -48,6 +49,17 @@ log = logging.getLogger(__name__)
 
 #: What a gate does when its source fails: start now, plan on the embedded profile, or fail the task.
 ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
+#: The flat settings a gate is built from (:meth:`CarbonGate.from_settings`): the sensor's keywords,
+#: the decorators' and Prefect's. Each adapter adds the one that names its credentials (``conn_id``
+#: in Airflow, ``block`` in Prefect); tests check every public signature against this list.
+GATE_SETTINGS: tuple[str, ...] = (
+    "zone", "zones", "deadline", "expected_duration", "source", "max_delay", "threshold", "min_saving_pct",
+    "safety_margin", "on_source_error", "check_interval", "fallbacks", "price_source", "max_cost_increase_pct",
+    "objective", "max_intensity", "carbon_price_per_tonne", "currency",
+)
+#: The settings that make up the gate's :class:`~carbon_sensors.planning.Policy`.
+POLICY_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(Policy))
+_DEFAULT_POLICY = Policy()
 _listeners: list[Callable[[Decision], None]] = []
 
 
@@ -95,6 +107,7 @@ class CarbonGate:
     on_source_error: str = "run_now"
     check_interval: timedelta = timedelta(minutes=1)
     fallbacks: Sequence[Source | str | dict[str, Any]] = ()
+    price_source: Any = None
 
     def __post_init__(self) -> None:
         zones = (self.zones,) if isinstance(self.zones, str) else tuple(self.zones)
@@ -122,6 +135,21 @@ class CarbonGate:
             )
         if not isinstance(self.check_interval, timedelta) or self.check_interval <= timedelta(0):
             raise ConfigurationError(f"check_interval must be a positive timedelta, got {self.check_interval!r}")
+        object.__setattr__(self, "price_source", _price_source(self.price_source))
+        if self.policy.uses_prices and self.price_source is None:
+            raise ConfigurationError(
+                "the policy's cost settings (max_cost_increase_pct, objective='cost' or carbon_price_per_tonne) need a "
+                "price forecast: give price_source=, e.g. a TariffPrices for your tariff, or drop the cost settings"
+            )
+        quoted = getattr(self.price_source, "currency", None)
+        if self.policy.currency is not None and isinstance(quoted, str) and quoted != self.policy.currency:
+            raise ConfigurationError(
+                f"the policy's prices are in {self.policy.currency} but the price source quotes {quoted}; prices are "
+                "never converted: use a price source in that currency, or change the policy's currency"
+            )
+        if self.price_source is not None and hasattr(self.price_source, "check_zone"):
+            for zone in zones:
+                self.price_source.check_zone(zone)
         margin = None if self.expected_duration is None else self.policy.margin_for(self.expected_duration)
         check_deadline_spec(self.deadline, self.expected_duration, safety_margin=margin)
 
@@ -132,6 +160,77 @@ class CarbonGate:
     @property
     def home_zone(self) -> str:
         return self.zones[0]
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> CarbonGate:
+        """A gate from the flat settings of :data:`GATE_SETTINGS`: ``zone`` or ``zones``, the policy's beside the rest.
+
+        >>> from carbon_sensors.deadlines import After
+        >>> CarbonGate.from_settings(zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+        ...                          threshold=150).policy.threshold
+        150
+        """
+        if unknown := sorted(set(settings) - set(GATE_SETTINGS)):
+            raise TypeError(f"unknown gate setting(s) {', '.join(unknown)}; the settings are {', '.join(GATE_SETTINGS)}")
+        zone, zones = settings.pop("zone", None), settings.pop("zones", None)
+        if (zone is None) == (zones is None):
+            raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
+        policy = Policy(**{name: settings.pop(name) for name in POLICY_SETTINGS if name in settings})
+        return cls(zones=zone if zone is not None else tuple(zones or ()), policy=policy,
+                   fallbacks=tuple(settings.pop("fallbacks", None) or ()), **settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings (durations in seconds, sources as specs), the inverse of :meth:`from_dict`.
+
+        The deadline is not among them: it may be relative, and each adapter carries the absolute one.
+        """
+        duration = self.expected_duration
+        return {
+            "zones": list(self.zones),
+            "expected_duration_s": None if duration is None else duration.total_seconds(),
+            "source": self.source.to_spec(),
+            "policy": self.policy.to_dict(),
+            "on_source_error": self.on_source_error,
+            "check_interval_s": self.check_interval.total_seconds(),
+            "fallbacks": [f.to_spec() for f in self.fallbacks],
+            "price_source": None if self.price_source is None else self.price_source.to_spec(),
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, deadline: DeadlineSpec, source_from: Callable[[Any], Any] | None = None,
+    ) -> CarbonGate:
+        """Rebuild a gate written by :meth:`to_dict`, with its ``deadline``; missing optional keys take the defaults.
+
+        ``zones`` and ``expected_duration_s`` are required (KeyError without them); other keys are ignored.
+        ``source_from`` turns each source spec into a source (by default ``source_from_spec``), for an
+        adapter whose specs say more (Prefect's name a credentials block).
+        """
+        def sourced(spec: Any) -> Any:
+            return spec if source_from is None else source_from(spec)
+
+        zones = tuple(data["zones"])
+        duration = data["expected_duration_s"]
+        return cls(
+            zones=zones,
+            deadline=deadline,
+            expected_duration=None if duration is None else timedelta(seconds=float(duration)),
+            source=sourced(data.get("source") or "embedded"),
+            policy=Policy.from_dict(policy) if (policy := data.get("policy")) else _DEFAULT_POLICY,
+            on_source_error=data.get("on_source_error", "run_now"),
+            check_interval=timedelta(seconds=float(data.get("check_interval_s", 60.0))),
+            fallbacks=tuple(sourced(f) for f in data.get("fallbacks") or ()),
+            price_source=data.get("price_source"),  # price kinds are their own registry, not ``source_from``'s
+        )
+
+
+def _price_source(spec: Any) -> Any:
+    """A price source from itself or its spec (``to_spec()``); None stays None (carbon only)."""
+    if spec is None or hasattr(spec, "fetch"):
+        return spec
+    from carbon_sensors.signals.prices import price_source_from_spec
+
+    return price_source_from_spec(spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +257,28 @@ class Decision:
     submitted_at: datetime | None = None
     deadline: datetime | None = None
     latest_start: datetime | None = None
+    price_at_submission: float | None = None
 
     def to_event(self) -> dict[str, Any]:
         p = self.plan
         planned = None if p is None else p.intensity_planned
         submitted = self.intensity_at_submission
+        return self._carbon_event(p, planned, submitted) | self._price_event(p)
+
+    def _price_event(self, p: Plan | None) -> dict[str, Any]:
+        """The planned window's price and its counterfactual, only where the gate had a price source."""
+        if p is None or (p.price_currency is None and not p.price_degraded):
+            return {}
+        planned, submitted = p.price_planned, self.price_at_submission
+        change = None if planned is None or not submitted else (planned - submitted) / abs(submitted) * 100.0
+        return {
+            "price": None if planned is None else round(planned, 4),
+            "price_at_submission": None if submitted is None else round(submitted, 4),
+            "cost_change_pct": None if change is None else round(change, 3),
+            "price_currency": p.price_currency, "price_source": p.price_source, "price_degraded": p.price_degraded,
+        }
+
+    def _carbon_event(self, p: Plan | None, planned: float | None, submitted: float | None) -> dict[str, Any]:
         return {
             "status": self.status,
             "reason": self.reason,
@@ -195,16 +311,24 @@ async def decide(
     waiting_until: datetime | None = None,
     memory: ForecastMemory | None = None,
     signal_at_submission: str | None = None,
+    configuration_checked: bool = False,
+    price_at_submission: float | None = None,
 ) -> Decision:
     """One decision for ``gate`` at ``now``: start (``go``/``forced``) or ``wait`` until ``next_check``.
 
-    ``intensity_at_submission``: the counterfactual from the gate's first decision, when this is a later one.
+    ``intensity_at_submission``: the counterfactual from the gate's first decision, when this is a later one
+    (``price_at_submission`` the same for the price, where the gate has a price source).
     ``waiting_until``: the start this gate is already waiting for. ``min_saving_pct`` decides whether
     waiting is worth it; before the planned start, re-plans just pick the best window (or a gate
     nearing its window would start early each time "now" came within the minimum saving of it), and
     once the window has come, postponing it again needs the minimum saving (or a gate waking a
     moment late would chase the same window a day later).
     ``memory``: the forecasts seen earlier in this wait, to correct new ones by their current error.
+    ``configuration_checked``: the gate's configuration worked when its task started (a trigger's
+    decisions). A :class:`ConfigurationError` from the source is then something that changed while
+    the gate waited (a connection deleted, a file's columns renamed): a source failure, handled by
+    the fallbacks and ``on_source_error``, so the gate still starts by its latest start. Otherwise
+    (the task's first plan) it fails the task: a misconfiguration never runs as green.
     """
     if gate.expected_duration is None:
         raise ConfigurationError(
@@ -216,14 +340,17 @@ async def decide(
         waiting_until = as_utc(waiting_until, "waiting_until")
     if waiting_until is not None and as_utc(now, "now") < waiting_until and policy.min_saving_pct:
         policy = _without_minimum(policy)
-    decision = await _decide(gate, policy, now, deadline, submitted_at, override, memory)
+    decision = await _decide(gate, policy, now, deadline, submitted_at, override, memory, configuration_checked,
+                             price_at_submission)
     counterfactual, signal = intensity_at_submission, signal_at_submission
     if counterfactual is None and decision.plan is not None:
         counterfactual, signal = decision.plan.intensity_now, decision.plan.signal
     if decision.plan is not None and signal is not None and signal != decision.plan.signal:
         counterfactual = None  # average and marginal are never compared (a fallback changed the signal)
+    if price_at_submission is None and decision.plan is not None:
+        price_at_submission = decision.plan.price_now
     return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal,
-                   submitted_at=as_utc(submitted_at, "submitted_at"))
+                   submitted_at=as_utc(submitted_at, "submitted_at"), price_at_submission=price_at_submission)
 
 
 @lru_cache(maxsize=64)
@@ -233,7 +360,8 @@ def _without_minimum(policy: Policy) -> Policy:
 
 async def _decide(
     gate: CarbonGate, policy: Policy, now: datetime, deadline: datetime, submitted_at: datetime,
-    override: Override | None, memory: ForecastMemory | None = None,
+    override: Override | None, memory: ForecastMemory | None = None, configuration_checked: bool = False,
+    price_at_submission: float | None = None,
 ) -> Decision:
     now = as_utc(now, "now")
     deadline = as_utc(deadline, "deadline")
@@ -242,16 +370,29 @@ async def _decide(
     if override is not None:
         return Decision("forced", f"Starting now: {override.reason}.", now, zone, forced_reason=override.kind,
                         deadline=deadline, latest_start=latest)
+    # The cost ceiling stays measured against the price at submission while the gate waits.
+    prices = await _fetch_prices(gate, now, deadline, configuration_checked)
+    if prices is not None:
+        prices = _Prices(prices, price_at_submission)
     try:
-        forecasts = await _fetch(gate.source, gate.zones, now, deadline)
+        try:
+            forecasts = await _fetch(gate.source, gate.zones, now, deadline)
+        except ConfigurationError as exc:
+            if not configuration_checked:
+                raise
+            log.warning("the gate's source stopped working while it waited (%s); it was configured right when its "
+                        "task started, so this is handled as a source failure", exc)
+            raise SourceError(f"{type(exc).__name__}: {exc}") from exc
         if memory is not None:
             forecasts = [memory.correct(f) for f in forecasts]
-        result = _plan(gate, policy, forecasts, now, deadline, submitted_at)
+        result = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
         fallback = None
     except (SourceError, ForecastError, OSError) as exc:
-        result, fallback = await _try_fallbacks(gate, policy, exc, now, deadline, submitted_at)
+        if isinstance(exc, ConfigurationError):
+            raise  # a settings error that is also a SourceError (a column a file lacks): fails the task
+        result, fallback = await _try_fallbacks(gate, policy, exc, now, deadline, submitted_at, prices)
         if result is None:
-            result, fallback = await _on_source_error(gate, policy, exc, now, deadline, submitted_at)
+            result, fallback = await _on_source_error(gate, policy, exc, now, deadline, submitted_at, prices)
         if isinstance(result, Decision):
             return result
     if result.forced:
@@ -277,14 +418,22 @@ async def wait_for_window(
     intensity_at_submission: float | None = None,
     waiting_until: datetime | None = None,
     signal_at_submission: str | None = None,
+    configuration_checked: bool = False,
+    correct_forecasts: bool = False,
+    price_at_submission: float | None = None,
 ) -> Decision:
     """Decide, sleep until the next decision point, re-plan; return the first decision to start.
 
     Sleeps in steps of at most ``gate.check_interval``, re-reading the clock and the override each
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
     ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
+    ``configuration_checked``: as for :func:`decide` (a trigger, whose task planned first).
+    ``correct_forecasts``: correct each forecast by the error its source made on the current slot
+    (:mod:`carbon_sensors.correction`). Off by default: it assumes revisions continue, which neither
+    the NESO sample nor the martingale backtest model shows (``bench/forecast_revisions.py``), and
+    there it costs up to 3 points of the oracle's saving.
     """
-    memory = ForecastMemory()  # slotted and empty until a forecast needs remembering
+    memory = ForecastMemory() if correct_forecasts else None
     pacer = default_pacer()
 
     while True:
@@ -293,11 +442,14 @@ async def wait_for_window(
         decision = await decide(
             gate, now=clock.now(), deadline=deadline, submitted_at=submitted_at, override=override,
             intensity_at_submission=intensity_at_submission, waiting_until=waiting_until, memory=memory,
-            signal_at_submission=signal_at_submission,
+            signal_at_submission=signal_at_submission, configuration_checked=configuration_checked,
+            price_at_submission=price_at_submission,
         )
         if intensity_at_submission is None:
             intensity_at_submission = decision.intensity_at_submission
             signal_at_submission = decision.signal_at_submission
+        if price_at_submission is None:
+            price_at_submission = decision.price_at_submission
         if decision.status == "wait" and decision.plan is not None:
             waiting_until = decision.plan.planned_start
         if on_decision is not None:
@@ -324,17 +476,52 @@ async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: 
     return forecasts
 
 
+@dataclass(frozen=True, slots=True)
+class _Prices:
+    """The price forecasts a decision plans on, and the price its cost ceiling is measured against."""
+
+    forecasts: list
+    baseline: float | None
+
+
+async def _fetch_prices(gate: CarbonGate, now: datetime, deadline: datetime, configuration_checked: bool) -> list | None:
+    """The price forecast of each allowed zone from the gate's price source (None without one).
+
+    A failing price source never holds a job up: it gives no prices, and the planner plans on
+    carbon alone and says so. A configuration error fails the task's first plan, as the carbon
+    source's does.
+    """
+    source = gate.price_source
+    if source is None:
+        return None
+    prices = []
+    for zone in gate.zones:
+        try:
+            prices.append(await source.fetch(zone, now, max(deadline, now + timedelta(hours=1)), now=now))
+        except ConfigurationError:
+            if not configuration_checked:
+                raise
+            log.warning("the gate's price source stopped working while it waited; planning %s on carbon alone", zone,
+                        exc_info=True)
+        except (SourceError, ForecastError, OSError) as exc:
+            log.warning("price source failed for %s (%s: %s); planning on carbon alone", zone, type(exc).__name__, exc)
+    return prices
+
+
 def _plan(
-    gate: CarbonGate, policy: Policy, forecasts: list, now: datetime, deadline: datetime, submitted_at: datetime
+    gate: CarbonGate, policy: Policy, forecasts: list, now: datetime, deadline: datetime, submitted_at: datetime,
+    prices: _Prices | None = None,
 ) -> Plan:
     return plan(
         forecasts, now=now, deadline=deadline, expected_duration=gate.expected_duration,
-        policy=policy, submitted_at=submitted_at,
+        policy=policy, submitted_at=submitted_at, prices=None if prices is None else prices.forecasts,
+        price_baseline=None if prices is None else prices.baseline,
     )
 
 
 async def _try_fallbacks(
-    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime,
+    prices: _Prices | None = None,
 ) -> tuple[Plan | None, str | None]:
     """The configured fallback sources, in order; the first that can plan serves."""
     for source in gate.fallbacks:
@@ -342,7 +529,7 @@ async def _try_fallbacks(
             for zone in gate.zones:
                 source.check_zone(zone)
             forecasts = await _fetch(source, gate.zones, now, deadline)
-            plan_ = _plan(gate, policy, forecasts, now, deadline, submitted_at)
+            plan_ = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
         except (SourceError, ForecastError, OSError) as again:
             log.warning("fallback source %s failed too (%s: %s)", source.kind, type(again).__name__, again)
             continue
@@ -352,7 +539,8 @@ async def _try_fallbacks(
 
 
 async def _on_source_error(
-    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime
+    gate: CarbonGate, policy: Policy, exc: Exception, now: datetime, deadline: datetime, submitted_at: datetime,
+    prices: _Prices | None = None,
 ) -> tuple[Plan | Decision, str | None]:
     what = f"{type(exc).__name__}: {exc}"
     if gate.on_source_error == "fail":
@@ -369,7 +557,7 @@ async def _on_source_error(
         if zones:
             log.warning("carbon source failed (%s); planning on the embedded profile instead", what)
             forecasts = await _fetch(embedded, zones, now, deadline)
-            return _plan(gate, policy, forecasts, now, deadline, submitted_at), EMBEDDED_SOURCE_NAME
+            return _plan(gate, policy, forecasts, now, deadline, submitted_at, prices), EMBEDDED_SOURCE_NAME
     log.warning("carbon source failed (%s); starting now as on_source_error=%r says", what, gate.on_source_error)
     return Decision(
         "forced", f"Starting now: the carbon source failed ({what}).", now, gate.home_zone,

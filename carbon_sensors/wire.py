@@ -41,7 +41,7 @@ __all__ = [
 TRIGGER_KWARGS: tuple[str, ...] = (
     "zones", "deadline", "expected_duration_s", "submitted_at", "source", "policy", "on_source_error",
     "check_interval_s", "dag_id", "task_id", "run_id", "map_index", "intensity_at_submission", "fallbacks",
-    "signal_at_submission", "waiting_until", "try_number",
+    "signal_at_submission", "waiting_until", "try_number", "price_source", "price_at_submission",
 )
 #: Without these there is no gate to run (every release has written them).
 REQUIRED_KWARGS: tuple[str, ...] = ("zones", "deadline", "expected_duration_s", "submitted_at")

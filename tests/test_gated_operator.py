@@ -171,3 +171,29 @@ def test_a_resumed_task_can_read_its_connection(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "AIRFLOW_HOME": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_carbon_aware_takes_the_cost_settings_and_the_trigger_carries_them(tmp_path):
+    """@carbon_aware with a price source and a cost ceiling: the gate has them, and the deferral's trigger carries
+    the price source's spec and the price at submission (the ceiling's anchor while it waits)."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 100, 400, 400, 400, 400, 400, 400, 400])
+    with DAG("decorated_priced", schedule=None, start_date=T0):
+
+        @carbon_aware(zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source={"kind": "file", "path": str(path)},
+                      price_source={"kind": "tariff", "flat": 95.0, "currency": "EUR"}, max_cost_increase_pct=0,
+                      currency="EUR")
+        def rebuild() -> str:
+            return "ok"
+
+        op = rebuild().operator
+    assert op.carbon_gate.policy.max_cost_increase_pct == 0 and op.carbon_gate.price_source.currency == "EUR"
+    with use_clock(FrozenClock(T0)), pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_at(T0))
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["price_source"] == {"kind": "tariff", "flat": 95.0, "currency": "EUR", "bands": None, "tz": "UTC"}
+    assert kwargs["price_at_submission"] == 95.0
+    assert kwargs["policy"]["max_cost_increase_pct"] == 0 and kwargs["policy"]["currency"] == "EUR"
+    with pytest.raises(ConfigurationError, match="need a price forecast"):
+        carbon_aware(zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1), objective="cost")(
+            lambda: None)

@@ -143,3 +143,14 @@ def test_poke_mode_is_forced_at_the_latest_start(tmp_path):
     with use_clock(FrozenClock(T0 + timedelta(hours=6, minutes=54))):
         result = task.poke(context_at(T0))
     assert result.is_done and result.xcom_value["forced_reason"] == "latest_start"
+
+
+def test_a_sensor_with_a_misspelt_file_column_fails_at_parse(tmp_path):
+    """The README's first-hour trap: a FileSource column typo is a parse error, not a green force-start."""
+    from carbon_sensors.errors import ConfigurationError
+
+    path = tmp_path / "ci.csv"
+    path.write_text("timestamp,carbon_intensity\n2026-01-01T00:00:00Z,300\n")
+    with pytest.raises(ConfigurationError, match=r"did you mean 'carbon_intensity'"):
+        CarbonAwareSensor(task_id="wait", zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                          source={"kind": "file", "path": str(path), "value_column": "carbon_intensty"})

@@ -56,7 +56,8 @@ def test_serialize_round_trips_with_json_kwargs_matching_init(tmp_path):
     assert json.loads(json.dumps(kwargs)) == kwargs
     named = {name for name, p in inspect.signature(CarbonWindowTrigger.__init__).parameters.items()
              if p.kind is p.KEYWORD_ONLY}  # not self, nor the **other that takes another release's kwargs
-    assert set(kwargs) == named
+    # Every kwarg of __init__ but the price ones, which a gate without a price source leaves out (as earlier releases).
+    assert set(kwargs) == named - {"price_source", "price_at_submission"}
     assert kwargs["deadline"] == "2026-06-15T08:00:00+00:00"
     assert CarbonWindowTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -230,3 +231,38 @@ def test_invalid_kwargs_are_refused(tmp_path, bad):
     event = run_to_event(trigger, FrozenClock(T0))
     assert event["status"] == "forced" and event["forced_reason"] == "unreadable_trigger"
     assert trigger.unreadable in event["reason"]
+
+
+def _keyed_trigger(**kwargs):
+    return CarbonWindowTrigger(
+        zones=["DE"], deadline=T0 + timedelta(hours=8), expected_duration_s=3600, submitted_at=T0,
+        source={"kind": "electricitymaps", "conn_id": "carbon_em_deleted"}, dag_id="dag", task_id="task", **kwargs)
+
+
+def test_a_connection_deleted_while_the_gate_waits_still_starts_it(monkeypatch):
+    """The task planned with the connection; it is gone at a re-plan: a source failure, started as
+    on_source_error says (here: now), never an error that fails the task or skips the fallbacks."""
+    monkeypatch.delenv("AIRFLOW_CONN_CARBON_EM_DELETED", raising=False)
+    event = run_to_event(_keyed_trigger(), FrozenClock(T0 + timedelta(hours=1)))
+    assert event["status"] == "forced" and event["forced_reason"] == "source_error", event
+    assert "carbon_em_deleted" in event["reason"] and "does not exist" in event["reason"]
+    assert event["latest_start"] is not None
+
+
+def test_a_connection_deleted_while_waiting_falls_back_to_the_embedded_profile(monkeypatch):
+    """With on_source_error="embedded" the gate keeps planning on the profile, by its latest start."""
+    monkeypatch.delenv("AIRFLOW_CONN_CARBON_EM_DELETED", raising=False)
+    event = run_to_event(_keyed_trigger(on_source_error="embedded"), ScriptedClock(T0 + timedelta(hours=1)))
+    assert event["status"] in ("go", "forced") and event["source"] == "embedded-profile", event
+    assert datetime.fromisoformat(event["decided_at"]) <= datetime.fromisoformat(event["latest_start"]) + timedelta(minutes=1)
+
+
+def test_a_missing_connection_fails_the_task_s_first_plan(monkeypatch):
+    """Before the gate waits (the task's own plan), a missing connection is a configuration error."""
+    from carbon_sensors.errors import ConfigurationError
+    from carbon_sensors.gate import decide
+
+    monkeypatch.delenv("AIRFLOW_CONN_CARBON_EM_DELETED", raising=False)
+    gate = _keyed_trigger().gate
+    with pytest.raises(ConfigurationError, match="carbon_em_deleted"):
+        asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))

@@ -60,10 +60,18 @@ def test_this_release_has_its_fixtures():
 
 
 def test_the_kwargs_table_matches_the_trigger():
-    """carbon_sensors.wire knows exactly the kwargs the trigger takes and writes."""
-    trigger = CarbonWindowTrigger(zones=["DE"], deadline="2026-06-15T08:00:00+00:00", expected_duration_s=3600.0,
-                                  submitted_at="2026-06-15T00:00:00+00:00")
-    assert tuple(trigger.serialize()[1]) == TRIGGER_KWARGS
+    """carbon_sensors.wire knows exactly the kwargs the trigger takes and writes. A gate without prices writes
+    the kwargs an earlier release wrote (so a triggerer not yet upgraded reads it without a warning); one with
+    a price source writes them all."""
+    row = {"zones": ["DE"], "deadline": "2026-06-15T08:00:00+00:00", "expected_duration_s": 3600.0,
+           "submitted_at": "2026-06-15T00:00:00+00:00"}
+    carbon_only = CarbonWindowTrigger(**row)
+    priced = CarbonWindowTrigger(**row, price_source={"kind": "tariff", "flat": 90.0, "currency": "EUR"},
+                                 price_at_submission=90.0)
+    assert tuple(priced.serialize()[1]) == TRIGGER_KWARGS
+    assert tuple(carbon_only.serialize()[1]) == tuple(k for k in TRIGGER_KWARGS
+                                                      if k not in ("price_source", "price_at_submission"))
+    assert priced.gate.price_source.currency == "EUR" and priced.price_at_submission == 90.0
 
 
 @pytest.mark.parametrize(("release", "row"), ROWS)

@@ -20,8 +20,8 @@ from carbon_sensors.airflow.settings import kill_switch, ledger_url, match_force
 from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import DeadlineSpec, is_template, resolve_deadline
 from carbon_sensors.errors import ConfigurationError, GateError
-from carbon_sensors.gate import CarbonGate, Decision, Override, decide
-from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
+from carbon_sensors.gate import GATE_SETTINGS, CarbonGate, Decision, Override, decide
+from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 from carbon_sensors.signals import run_sync
 from carbon_sensors.timeutil import as_utc
 from carbon_sensors.wire import read_event
@@ -63,26 +63,22 @@ def build_gate(
     check_interval: timedelta = timedelta(minutes=1),
     conn_id: str | None = None,
     fallbacks: list[Source | str | dict[str, Any]] | None = None,
+    price_source: Any = None,
+    max_cost_increase_pct: float | None = None,
+    objective: str = "carbon",
+    max_intensity: float | None = None,
+    carbon_price_per_tonne: float | None = None,
+    currency: str | None = None,
 ) -> CarbonGate:
     """A :class:`CarbonGate` from the flat keyword arguments the sensor and decorator take.
 
     ``conn_id`` names the Airflow Connection holding the source's credentials; it goes into the
     source's spec (never the key itself). ``expected_duration=None`` learns it from the ledger.
     """
-    if (zone is None) == (zones is None):
-        raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
+    settings = {name: value for name, value in locals().items() if name in GATE_SETTINGS}
     if conn_id is not None:
-        source = _with_conn_id(source, conn_id)
-    gate = CarbonGate(
-        zones=zone if zone is not None else tuple(zones or ()),
-        deadline=deadline,
-        expected_duration=expected_duration,
-        source=source,
-        policy=Policy(max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin),
-        on_source_error=on_source_error,
-        check_interval=check_interval,
-        fallbacks=tuple(fallbacks or ()),
-    )
+        settings["source"] = _with_conn_id(source, conn_id)
+    gate = CarbonGate.from_settings(**settings)
     gate.check_not_past(default_clock().now())
     return gate
 
@@ -97,7 +93,8 @@ def _with_conn_id(source: Any, conn_id: str) -> dict[str, Any]:
     return spec
 
 
-GATE_KWARGS = frozenset(build_gate.__kwdefaults__) | {"deadline"}
+#: The keywords :func:`build_gate` takes: the gate's settings, and ``conn_id`` for the source's credentials.
+GATE_KWARGS = frozenset(GATE_SETTINGS) | {"conn_id"}
 #: Keyword arguments of gated operators (and the decorator) about the run record, not the gate.
 RECORD_KWARGS = frozenset({"record_run", "strict_recording"})
 
@@ -161,6 +158,7 @@ class GateRun:
                 f"Starting now: expected_duration is learned from the ledger and it holds {self.history_runs} of the "
                 f"{MIN_HISTORY_RUNS} successful runs needed; give expected_duration= to plan from the first run.",
                 self.now, self.gate.home_zone, forced_reason="no_duration_history", submitted_at=self.submitted_at,
+                deadline=self.deadline,  # no latest start: it needs the duration this gate does not have yet
             )
             self._record(decision)
             return decision
@@ -192,24 +190,21 @@ class GateRun:
         from carbon_sensors.triggers.carbon import CarbonWindowTrigger
 
         ti = self.context.get("ti")
-        return CarbonWindowTrigger(
-            zones=list(self.gate.zones),
+        map_index = getattr(ti, "map_index", -1)
+        try_number = getattr(ti, "try_number", None)
+        return CarbonWindowTrigger.from_gate(
+            self.gate,
             deadline=self.deadline,
-            expected_duration_s=self.gate.expected_duration.total_seconds(),
             submitted_at=self.submitted_at,
-            source=self.gate.source.to_spec(),
-            policy=self.gate.policy.to_dict(),
-            on_source_error=self.gate.on_source_error,
-            check_interval_s=self.gate.check_interval.total_seconds(),
             dag_id=self.task.dag_id,
             task_id=self.task.task_id,
             run_id=getattr(ti, "run_id", None),
-            map_index=getattr(ti, "map_index", -1) if isinstance(getattr(ti, "map_index", -1), int) else -1,
+            map_index=map_index if isinstance(map_index, int) else -1,
+            try_number=try_number if isinstance(try_number, int) else None,
             intensity_at_submission=first.intensity_at_submission,
-            fallbacks=[f.to_spec() for f in self.gate.fallbacks],
             signal_at_submission=first.signal_at_submission,
             waiting_until=first.plan.planned_start if first.plan is not None else None,
-            try_number=try_number if isinstance(try_number := getattr(ti, "try_number", None), int) else None,
+            price_at_submission=first.price_at_submission,
         )
 
 

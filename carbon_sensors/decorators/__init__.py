@@ -1,4 +1,7 @@
-"""Airflow TaskFlow decorators."""
+"""Airflow TaskFlow decorators (``@carbon_aware``): a task that gates itself.
+
+Airflow adapter: DAG files import it; the core and Prefect never do.
+"""
 
 from carbon_sensors.compat import require
 

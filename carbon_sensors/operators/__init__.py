@@ -1,4 +1,7 @@
-"""Airflow operators: gate any existing operator on a low-carbon window."""
+"""Airflow operators: gate any existing operator on a low-carbon window (``carbon_gated``).
+
+Airflow adapter: DAG files import it; the core and Prefect never do.
+"""
 
 from carbon_sensors.compat import require
 

@@ -122,7 +122,7 @@ class CarbonGateMixin:
 
             prices = Prices.from_env(prices_file)
         return RunRecorder(
-            key, event=decision, source=self.carbon_gate.source,
+            key, event=decision, source=self.carbon_gate.source, price_source=self.carbon_gate.price_source,
             expected_duration=None if expected is None else timedelta(seconds=float(expected)),
             tags=tags_from(context.get("params"), getattr(dag, "tags", None)),
             ledger=settings.ledger_url(), prices=prices, strict=strict,

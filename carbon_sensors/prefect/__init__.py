@@ -1,4 +1,5 @@
 """The Prefect adapter: carbon-aware flows, tasks and scheduled runs, and credentials blocks.
+Prefect adapter: flow files import it; the core and the Airflow adapters never do.
 
 - :func:`carbon_aware_flow` (in place of ``@flow``): a deployed run waits for its window by
   rescheduling itself (no worker held), re-checks the forecast when it starts again, and always
@@ -34,7 +35,12 @@ from carbon_sensors.prefect._flow import (  # noqa: E402
 from carbon_sensors.prefect._schedule import ScheduledRun, aschedule_in_window, schedule_in_window  # noqa: E402
 from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate  # noqa: E402
 from carbon_sensors.prefect._tasks import DEFAULT_TASK_MAX_DELAY, carbon_aware_task, plan_carbon_window  # noqa: E402
-from carbon_sensors.prefect.blocks import CarbonAwareSdkCredentials, ElectricityMapsCredentials, WattTimeCredentials  # noqa: E402
+from carbon_sensors.prefect.blocks import (  # noqa: E402
+    CarbonAwareSdkCredentials,
+    ElectricityMapsCredentials,
+    EntsoeCredentials,
+    WattTimeCredentials,
+)
 
 __all__ = [
     "DEFAULT_MAX_DEFERRALS",
@@ -45,6 +51,7 @@ __all__ = [
     "START_SLACK",
     "CarbonAwareSdkCredentials",
     "ElectricityMapsCredentials",
+    "EntsoeCredentials",
     "ScheduledRun",
     "WattTimeCredentials",
     "aschedule_in_window",

@@ -41,6 +41,7 @@ from carbon_sensors.planning import latest_start
 from carbon_sensors.prefect._runtime import flow_run_anchor, run_coro, run_logger
 from carbon_sensors.prefect._settings import GATE_SETTINGS, build_gate, gate_from_dict
 from carbon_sensors.timeutil import parse_utc, to_iso
+from carbon_sensors.units import format_carbon, format_energy
 
 __all__ = [
     "DEFAULT_MAX_DEFERRALS",
@@ -59,6 +60,7 @@ L_LATEST = LABEL_PREFIX + "latest_start"
 L_SUBMITTED = LABEL_PREFIX + "submitted_at"
 L_INTENSITY = LABEL_PREFIX + "intensity_at_submission"
 L_SIGNAL = LABEL_PREFIX + "signal_at_submission"
+L_PRICE = LABEL_PREFIX + "price_at_submission"
 L_PLANNED = LABEL_PREFIX + "planned_start"
 L_DEFERRALS = LABEL_PREFIX + "deferrals"
 L_STATUS = LABEL_PREFIX + "status"
@@ -123,18 +125,29 @@ def _recorder(event: dict[str, Any], gate: CarbonGate | None) -> Any:
         return None  # outside a Prefect run there is no run to key the record to
     expected = gate.expected_duration if gate is not None else None
     return RunRecorder(key, event=event, source=gate.source if gate is not None else None, expected_duration=expected,
-                       tags=tags_from(None, tags))
+                       tags=tags_from(None, tags), price_source=gate.price_source if gate is not None else None)
 
 
 _ARTIFACT_FIGURES = ("status", "zone", "energy_kwh", "energy_measured", "carbon_g", "saved_carbon_g", "carbon_signal",
-                     "carbon_basis", "tokens", "cost_usd", "delay_s", "duration_s", "forced", "forced_reason", "team",
-                     "project")
+                     "carbon_basis", "tokens", "cost_usd", "price_currency", "expected_energy_cost", "energy_cost",
+                     "counterfactual_energy_cost", "saved_energy_cost", "delay_s", "duration_s", "forced", "forced_reason",
+                     "team", "project")
 _ARTIFACT = {"key": "carbon-record", "description": "carbon-sensors: what this run used and saved"}
 
 
+_SHOWN = {"energy_kwh": format_energy, "carbon_g": format_carbon, "saved_carbon_g": format_carbon}
+
+
 def _artifact_rows(recorder: Any) -> list[dict[str, Any]]:
-    summary = recorder.record.summary()
-    return [{"figure": name, "value": summary.get(name)} for name in _ARTIFACT_FIGURES]
+    """Each figure's value in base units (as in XCom), and energy and carbon for people in the unit they need."""
+    record = recorder.record
+    summary = record.summary()
+    rows = []
+    for name in _ARTIFACT_FIGURES:
+        raw = getattr(record, name, None)
+        shown = _SHOWN[name](raw) if name in _SHOWN and raw is not None else summary.get(name)
+        rows.append({"figure": name, "value": summary.get(name), "shown": "" if shown is None else str(shown)})
+    return rows
 
 
 def record_artifact(recorder: Any) -> None:
@@ -173,8 +186,10 @@ def carbon_aware_flow(
 
     Use it in place of ``@flow``: the gate settings are the Airflow sensor's (``zone``/``zones``,
     ``deadline``, ``expected_duration``, ``source``, ``max_delay``, ``threshold``, ``min_saving_pct``,
-    ``safety_margin``, ``on_source_error``, ``check_interval``, ``fallbacks``) with ``block`` for the
-    credentials block, or a ready ``gate=CarbonGate(...)``; every other keyword goes to ``@flow``
+    ``safety_margin``, ``on_source_error``, ``check_interval``, ``fallbacks``, and the cost settings
+    ``price_source``, ``max_cost_increase_pct``, ``objective``, ``max_intensity``,
+    ``carbon_price_per_tonne``, ``currency``) with ``block`` for the credentials block, or a ready
+    ``gate=CarbonGate(...)``; every other keyword goes to ``@flow``
     (``name=``, ``retries=``, ``log_prints=`` ...). A relative deadline such as ``After(hours=8)``
     counts from the run's expected start.
 
@@ -316,6 +331,7 @@ class _Memo:
     signal: str | None = None
     planned_start: datetime | None = None
     deferrals: int = 0
+    price: float | None = None
     status: str | None = None
     decision: dict[str, Any] | None = None
 
@@ -334,6 +350,7 @@ class _Memo:
                 deferrals=int(labels.get(L_DEFERRALS) or 0),
                 status=labels.get(L_STATUS) or None,
                 decision=decision if isinstance(decision, dict) else None,
+                price=None if labels.get(L_PRICE) in (None, "") else float(labels[L_PRICE]),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"the carbon-sensors labels on this flow run are malformed ({exc})") from None
@@ -349,6 +366,8 @@ class _Memo:
             out[L_INTENSITY] = round(self.intensity, 3)
         if self.signal:
             out[L_SIGNAL] = self.signal
+        if self.price is not None:
+            out[L_PRICE] = round(self.price, 4)
         if self.planned_start is not None:
             out[L_PLANNED] = to_iso(self.planned_start)
         if self.status:
@@ -380,9 +399,12 @@ async def _decide_deployed(
     decision = await decide(
         gate, now=now, deadline=memo.deadline, submitted_at=memo.submitted_at, override=override,
         intensity_at_submission=memo.intensity, waiting_until=memo.planned_start, signal_at_submission=memo.signal,
+        price_at_submission=memo.price,
     )
     if memo.intensity is None:
         memo.intensity, memo.signal = decision.intensity_at_submission, decision.signal_at_submission
+    if memo.price is None:
+        memo.price = decision.price_at_submission
     if decision.status == "wait":
         assert decision.plan is not None
         start = decision.plan.planned_start
@@ -487,7 +509,8 @@ async def _publish(event: dict[str, Any], flow_name: str, logger: Any) -> None:
 def decision_markdown(event: dict[str, Any]) -> str:
     """A decision event as a small markdown table."""
     rows = [(k, event.get(k)) for k in ("status", "zone", "planned_start", "latest_start", "deadline", "intensity",
-                                         "intensity_at_submission", "saving_pct", "signal", "source", "forced_reason",
+                                         "intensity_at_submission", "saving_pct", "signal", "source", "price",
+                                         "price_at_submission", "cost_change_pct", "price_currency", "forced_reason",
                                          "fallback", "decided_at") if event.get(k) is not None]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return f"### Carbon gate: {event.get('status')}\n\n{event.get('reason', '')}\n\n| field | value |\n|---|---|\n{table}\n"

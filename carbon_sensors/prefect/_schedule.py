@@ -83,7 +83,8 @@ async def aschedule_in_window(
     decision = await decide(gate, now=now, deadline=absolute, submitted_at=now, override=kill_switch_from_env())
     start = decision.plan.planned_start if decision.status == "wait" and decision.plan is not None else now
     memo = _Memo(deadline=absolute, submitted_at=now, intensity=decision.intensity_at_submission,
-                 signal=decision.signal_at_submission, planned_start=start, status="scheduled")
+                 signal=decision.signal_at_submission, planned_start=start, status="scheduled",
+                 price=decision.price_at_submission)
     labels = {**memo.labels(gate), L_GATE: json.dumps(gate_to_dict(gate), sort_keys=True)}
     async with get_client() as client:
         deployment = await _read_deployment(client, deployment_name)
@@ -109,10 +110,12 @@ def schedule_in_window(deployment_name: str | UUID, **kwargs: Any) -> ScheduledR
 
     Takes the gate settings of :func:`~carbon_sensors.prefect.carbon_aware_flow` (``zone``/``zones``,
     ``deadline``, ``expected_duration``, ``source``, ``block``, ``max_delay``, ``threshold``,
-    ``min_saving_pct``, ``safety_margin``, ``on_source_error``, ``fallbacks``) or ``gate=``, and for
-    the run ``parameters``, ``idempotency_key`` (a repeat returns the same run, as first planned),
-    ``tags``, ``flow_run_name``, ``work_queue_name`` and ``job_variables``. A relative deadline counts
-    from ``now`` (default: the clock). Use :func:`aschedule_in_window` from async code.
+    ``min_saving_pct``, ``safety_margin``, ``on_source_error``, ``check_interval``, ``fallbacks``,
+    ``price_source``, ``max_cost_increase_pct``, ``objective``, ``max_intensity``,
+    ``carbon_price_per_tonne``, ``currency``) or ``gate=``, and for the run ``parameters``,
+    ``idempotency_key`` (a repeat returns the same run, as first planned), ``tags``, ``flow_run_name``,
+    ``work_queue_name`` and ``job_variables``. A relative deadline counts from ``now`` (default: the
+    clock). Use :func:`aschedule_in_window` from async code.
     """
     return run_coro(aschedule_in_window(deployment_name, **kwargs))
 

@@ -15,8 +15,9 @@ from carbon_sensors.clock import default_clock
 from carbon_sensors.deadlines import DeadlineSpec
 from carbon_sensors.errors import ConfigurationError, SourceAuthError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.gate import GATE_SETTINGS as CORE_GATE_SETTINGS
 from carbon_sensors.gate import CarbonGate
-from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT, Policy
+from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 from carbon_sensors.prefect._block_names import BLOCK_NAME as _BLOCK_NAME
 from carbon_sensors.prefect._block_names import BLOCK_PREFIX
 from carbon_sensors.signals import Source, source_from_spec
@@ -52,31 +53,32 @@ def build_gate(
     check_interval: timedelta = timedelta(minutes=1),
     block: str | None = None,
     fallbacks: Sequence[Source | str | dict[str, Any]] | None = None,
+    price_source: Any = None,
+    max_cost_increase_pct: float | None = None,
+    objective: str = "carbon",
+    max_intensity: float | None = None,
+    carbon_price_per_tonne: float | None = None,
+    currency: str | None = None,
 ) -> CarbonGate:
     """A :class:`~carbon_sensors.gate.CarbonGate` from the flat keywords the Prefect adapter takes.
 
     The same settings as the Airflow sensor; ``block`` (the name of a credentials block, see
     :mod:`carbon_sensors.prefect.blocks`) stands where the sensor takes ``conn_id``. A source spec may
-    also carry it: ``source={"kind": "electricitymaps", "block": "em-prod"}``.
+    also carry it: ``source={"kind": "electricitymaps", "block": "em-prod"}``. ``price_source`` and
+    the cost settings (``max_cost_increase_pct``, ``objective``, ``max_intensity``,
+    ``carbon_price_per_tonne``, ``currency``) are the sensor's too.
     """
-    if (zone is None) == (zones is None):
-        raise ConfigurationError("give exactly one of zone='DE' or zones=['DE', 'FR'] (home zone first)")
-    gate = CarbonGate(
-        zones=zone if zone is not None else tuple(zones or ()),
-        deadline=deadline,
-        expected_duration=expected_duration,
-        source=prefect_source(source, block=block),
-        policy=Policy(max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin),
-        on_source_error=on_source_error,
-        check_interval=check_interval,
-        fallbacks=tuple(prefect_source(f) for f in fallbacks or ()),
-    )
+    settings = {name: value for name, value in locals().items() if name in CORE_GATE_SETTINGS}
+    settings["source"] = prefect_source(source, block=block)
+    settings["fallbacks"] = tuple(prefect_source(f) for f in fallbacks or ())
+    settings["price_source"] = prefect_price_source(price_source)
+    gate = CarbonGate.from_settings(**settings)
     gate.check_not_past(default_clock().now())
     return gate
 
 
 #: The keywords :func:`build_gate` takes (the Airflow sensor's, ``block`` in place of ``conn_id``).
-GATE_SETTINGS = frozenset(build_gate.__kwdefaults__) | {"deadline", "expected_duration"}
+GATE_SETTINGS = frozenset(CORE_GATE_SETTINGS) | {"block"}
 
 
 def build_gate_from(caller: str, settings: dict[str, Any]) -> CarbonGate:
@@ -87,6 +89,30 @@ def build_gate_from(caller: str, settings: dict[str, Any]) -> CarbonGate:
             f"{caller} got unknown gate setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(GATE_SETTINGS))}"
         )
     return build_gate(**settings)
+
+
+#: The price source kinds that read a credentials block (:class:`~carbon_sensors.prefect.blocks.EntsoeCredentials`).
+PRICE_CREDENTIAL_KINDS = ("entsoe",)
+
+
+def prefect_price_source(source: Any) -> Any:
+    """A price source spec naming a credentials block (``{"kind": "entsoe", "block": "entsoe-prod"}``), as
+    the spec the price source reads it from (its ``conn_id`` names the block); anything else as it is."""
+    if not isinstance(source, dict) or "block" not in source:
+        return source
+    spec = dict(source)
+    name = spec.pop("block")
+    if spec.get("conn_id"):
+        raise ConfigurationError(f"the price source names the block {name!r} and conn_id={spec['conn_id']!r}; "
+                                 "in Prefect name only the block")
+    if spec.get("kind") not in PRICE_CREDENTIAL_KINDS:
+        raise ConfigurationError(f"the {spec.get('kind')!r} price source needs no credentials; remove the block {name!r} "
+                                 f"(price blocks are for {', '.join(PRICE_CREDENTIAL_KINDS)})")
+    if not isinstance(name, str) or not _BLOCK_NAME.match(name):
+        raise ConfigurationError(
+            f"block must be a Prefect block document name (lower-case letters, digits and dashes), got {name!r}"
+        )
+    return {**spec, "conn_id": BLOCK_PREFIX + name}
 
 
 def prefect_source(source: Source | str | dict[str, Any], *, block: str | None = None) -> Source:
@@ -191,15 +217,7 @@ def block_hint(message: str, kind: str, block: str) -> str:
 
 def gate_to_dict(gate: CarbonGate) -> dict[str, Any]:
     """A gate's settings, JSON-able (no deadline: a run carries its absolute deadline apart)."""
-    return {
-        "zones": list(gate.zones),
-        "expected_duration_s": gate.expected_duration.total_seconds(),
-        "source": gate.source.to_spec(),
-        "fallbacks": [f.to_spec() for f in gate.fallbacks],
-        "policy": gate.policy.to_dict(),
-        "on_source_error": gate.on_source_error,
-        "check_interval_s": gate.check_interval.total_seconds(),
-    }
+    return gate.to_dict()
 
 
 def gate_from_dict(data: dict[str, Any] | str, deadline: datetime) -> CarbonGate:
@@ -210,15 +228,7 @@ def gate_from_dict(data: dict[str, Any] | str, deadline: datetime) -> CarbonGate
         except ValueError:
             raise ConfigurationError(f"the carbon gate settings on this run are not JSON: {data[:80]!r}") from None
     try:
-        return CarbonGate(
-            zones=tuple(data["zones"]),
-            deadline=deadline,
-            expected_duration=timedelta(seconds=float(data["expected_duration_s"])),
-            source=prefect_source(data.get("source") or "embedded"),
-            policy=Policy.from_dict(data.get("policy") or {}),
-            on_source_error=data.get("on_source_error", "run_now"),
-            check_interval=timedelta(seconds=float(data.get("check_interval_s", 60.0))),
-            fallbacks=tuple(prefect_source(f) for f in data.get("fallbacks") or ()),
-        )
+        # A source spec may name a credentials block: prefect_source turns it back into a BlockSource.
+        return CarbonGate.from_dict(data, deadline=deadline, source_from=prefect_source)
     except (KeyError, TypeError) as exc:
         raise ConfigurationError(f"the carbon gate settings on this run are incomplete ({exc!r})") from None

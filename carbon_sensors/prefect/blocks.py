@@ -4,7 +4,9 @@ One block type per provider that needs a key (NESO, the embedded profile and fil
 
 - :class:`ElectricityMapsCredentials`: an API key (and optionally another base URL);
 - :class:`WattTimeCredentials`: a username and a password;
-- :class:`CarbonAwareSdkCredentials`: an optional API key for an SDK deployment behind a gateway.
+- :class:`CarbonAwareSdkCredentials`: an optional API key for an SDK deployment behind a gateway;
+- :class:`EntsoeCredentials`: an ENTSO-E Transparency Platform security token, for the ``entsoe``
+  price source: ``price_source={"kind": "entsoe", "block": "entsoe-prod"}``.
 
 Sources name a block, never a key: ``source={"kind": "electricitymaps", "block": "em-prod"}`` (or
 ``block="em-prod"``). The key is read from the block when the source fetches, so it never appears in
@@ -29,7 +31,8 @@ from carbon_sensors.errors import ConfigurationError, SourceUnavailableError
 from carbon_sensors.prefect._block_names import BLOCK_PREFIX
 from carbon_sensors.signals.credentials import Credentials, register_resolver
 
-__all__ = ["CarbonAwareSdkCredentials", "ElectricityMapsCredentials", "WattTimeCredentials", "block_class_for"]
+__all__ = ["CarbonAwareSdkCredentials", "ElectricityMapsCredentials", "EntsoeCredentials", "WattTimeCredentials",
+           "block_class_for"]
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +98,29 @@ class CarbonAwareSdkCredentials(Block):
         return Credentials(api_key=self.api_key.get_secret_value() or None if self.api_key is not None else None)
 
 
+class EntsoeCredentials(Block):
+    """An ENTSO-E Transparency Platform security token for carbon-sensors' ``entsoe`` price source."""
+
+    _block_type_name = "ENTSO-E Credentials (carbon-sensors)"
+    _block_type_slug = "carbon-sensors-entsoe"
+    _description = "An ENTSO-E Transparency Platform security token, read by carbon-sensors' entsoe price source."
+    _documentation_url = "https://pypi.org/project/carbon-sensors/"
+
+    api_key: SecretStr = Field(
+        default=...,
+        description="The ENTSO-E security token (sent as the securityToken query parameter, masked in logs).",
+    )
+
+    def credentials(self) -> Credentials:
+        """The token as the price source needs it."""
+        return Credentials(api_key=self.api_key.get_secret_value() or None)
+
+
 _BLOCKS: dict[str, type[Block]] = {
     "electricitymaps": ElectricityMapsCredentials,
     "watttime": WattTimeCredentials,
     "carbon_aware_sdk": CarbonAwareSdkCredentials,
+    "entsoe": EntsoeCredentials,
 }
 
 

@@ -1,4 +1,7 @@
-"""Airflow sensors."""
+"""Airflow sensors (``CarbonAwareSensor``): a deferrable wait for a low-carbon window.
+
+Airflow adapter: DAG files import it; the core and Prefect never do.
+"""
 
 from carbon_sensors.compat import require
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from carbon_sensors.airflow.runtime import GateRun, build_gate, finish
+from carbon_sensors.airflow.runtime import GATE_KWARGS, GateRun, build_gate, finish
 from carbon_sensors.deadlines import DeadlineSpec
 from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 
@@ -49,6 +49,14 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param conn_id: the Airflow Connection (type ``carbon_intensity``) with the source's credentials.
     :param fallbacks: sources tried in order when ``source`` fails, e.g. ``[{"kind": "neso"}, "embedded"]``.
     :param check_interval: how often a waiting gate re-checks the time and the force-start Variable.
+    :param price_source: where energy prices come from (a price source or its spec, e.g.
+        ``{"kind": "tariff", "flat": 95.0, "currency": "EUR"}``); with one, the plan, XCom and the
+        run record give the price and energy cost next to carbon. The cost settings below need it.
+    :param max_cost_increase_pct: only windows whose price is at most this much above starting now.
+    :param objective: what the window minimises: ``"carbon"`` (default) or ``"cost"``.
+    :param max_intensity: the carbon ceiling of a cost policy (gCO2eq/kWh).
+    :param carbon_price_per_tonne: an internal carbon price folding cost and carbon into one figure.
+    :param currency: the prices' currency (ISO 4217); a price source quoting another is refused.
     :param deferrable: wait in the triggerer (default True) rather than in a worker slot.
     """
 
@@ -77,17 +85,20 @@ class CarbonAwareSensor(BaseSensorOperator):
         check_interval: timedelta = timedelta(minutes=1),
         conn_id: str | None = None,
         fallbacks: list[Source | str | dict[str, Any]] | None = None,
+        price_source: Any = None,
+        max_cost_increase_pct: float | None = None,
+        objective: str = "carbon",
+        max_intensity: float | None = None,
+        carbon_price_per_tonne: float | None = None,
+        currency: str | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.deadline = deadline
         self.deferrable = deferrable
-        self.gate = build_gate(
-            zone=zone, zones=zones, deadline=deadline, expected_duration=expected_duration, source=source,
-            max_delay=max_delay, threshold=threshold, min_saving_pct=min_saving_pct, safety_margin=safety_margin,
-            on_source_error=on_source_error, check_interval=check_interval, conn_id=conn_id, fallbacks=fallbacks,
-        )
+        # Every gate keyword above (GATE_KWARGS; a test checks this signature against it).
+        self.gate = build_gate(**{name: value for name, value in locals().items() if name in GATE_KWARGS})
 
     def _run(self, context: Any) -> GateRun:
         # The rendered deadline (templates) replaces the one given at parse time.

@@ -1,4 +1,7 @@
-"""Airflow triggers."""
+"""Airflow triggers (``CarbonWindowTrigger``): the wait that runs in the triggerer.
+
+Airflow adapter: the sensors, operators and decorators import it; the core and Prefect never do.
+"""
 
 from carbon_sensors.compat import require
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -28,7 +28,6 @@ from carbon_sensors.airflow.settings import kill_switch, match_force_variable, r
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.gate import CarbonGate, Decision, Override, wait_for_window
-from carbon_sensors.planning import Policy
 from carbon_sensors.plugins import metrics, trail
 from carbon_sensors.timeutil import parse_utc, to_iso
 from carbon_sensors.wire import REQUIRED_KWARGS, TRIGGER_KWARGS, UNREADABLE_KWARGS, upgrade_kwargs
@@ -36,7 +35,10 @@ from carbon_sensors.wire import REQUIRED_KWARGS, TRIGGER_KWARGS, UNREADABLE_KWAR
 __all__ = ["CLASSPATH", "CarbonWindowTrigger"]
 
 CLASSPATH = "carbon_sensors.triggers.carbon.CarbonWindowTrigger"
-_DEFAULT_POLICY = Policy()
+
+
+#: Kwargs added with price-aware gates (default None); a row without them is handed back without them.
+_ADDED_WITH_PRICES = frozenset({"price_source", "price_at_submission"})
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -70,6 +72,8 @@ class CarbonWindowTrigger(BaseTrigger):
         signal_at_submission: str | None = None,
         waiting_until: str | datetime | None = None,
         try_number: int | None = None,
+        price_source: dict[str, Any] | None = None,
+        price_at_submission: float | None = None,
         **other: Any,
     ) -> None:
         super().__init__()
@@ -83,7 +87,9 @@ class CarbonWindowTrigger(BaseTrigger):
             self._setup(**values)
         except Exception as exc:  # noqa: BLE001 - a row this release cannot read still starts its task
             self.unreadable = f"{type(exc).__name__}: {exc}"
-            self._raw = {**values, **other}
+            # Kwargs added since the row's release, at their default, were not in it: hand back the row as it came.
+            given = {k: v for k, v in values.items() if not (k in _ADDED_WITH_PRICES and v is None)}
+            self._raw = {**given, **other}
             self.gate = None  # type: ignore[assignment]
             self.submitted_at = None  # type: ignore[assignment]
             self.dag_id, self.task_id, self.run_id = values.get("dag_id"), values.get("task_id"), values.get("run_id")
@@ -95,29 +101,47 @@ class CarbonWindowTrigger(BaseTrigger):
     def _setup(
         self, *, zones, deadline, expected_duration_s, submitted_at, source, policy, on_source_error, check_interval_s,
         dag_id, task_id, run_id, map_index, intensity_at_submission, fallbacks, signal_at_submission, waiting_until,
-        try_number,
+        try_number, price_source, price_at_submission,
     ) -> None:
         given = locals()
         if missing := [name for name in REQUIRED_KWARGS if given[name] is None]:
             raise ConfigurationError(f"the trigger row lacks {', '.join(missing)}")
         # Only the gate and this task's own facts are kept (no copies of the kwargs): a triggerer
         # holds thousands of these, and serialize() rebuilds the kwargs from them.
-        self.gate = _shared(CarbonGate(
-            zones=tuple(zones),
-            deadline=parse_utc(deadline, "deadline"),
-            expected_duration=timedelta(seconds=float(expected_duration_s)),
-            source=source or {"kind": "embedded"},
-            policy=Policy.from_dict(policy) if policy else _DEFAULT_POLICY,
-            on_source_error=on_source_error,
-            check_interval=timedelta(seconds=float(check_interval_s)),
-            fallbacks=tuple(fallbacks or ()),
-        ))
+        self.gate = _shared(CarbonGate.from_dict(given, deadline=parse_utc(deadline, "deadline")))
         self.submitted_at = parse_utc(submitted_at, "submitted_at")
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.intensity_at_submission = intensity_at_submission
         self.signal_at_submission = signal_at_submission
+        self.price_at_submission = price_at_submission
         self.waiting_until = None if waiting_until is None else parse_utc(waiting_until, "waiting_until")
         self.try_number = try_number
+
+    @classmethod
+    def from_gate(
+        cls,
+        gate: CarbonGate,
+        *,
+        submitted_at: datetime,
+        deadline: datetime | None = None,
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int = -1,
+        try_number: int | None = None,
+        intensity_at_submission: float | None = None,
+        signal_at_submission: str | None = None,
+        waiting_until: datetime | None = None,
+        price_at_submission: float | None = None,
+    ) -> CarbonWindowTrigger:
+        """The trigger that waits on ``gate`` for one task: the gate's settings (:meth:`CarbonGate.to_dict`) as
+        kwargs, its absolute ``deadline`` (by default the gate's own), and the task's facts."""
+        return cls(
+            **gate.to_dict(), deadline=gate.deadline if deadline is None else deadline, submitted_at=submitted_at,
+            dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index, try_number=try_number,
+            intensity_at_submission=intensity_at_submission, signal_at_submission=signal_at_submission,
+            waiting_until=waiting_until, price_at_submission=price_at_submission,
+        )
 
     @property
     def deadline(self) -> datetime | None:
@@ -130,29 +154,23 @@ class CarbonWindowTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         if self._raw is not None:  # unreadable: hand the row back as it came
             return CLASSPATH, dict(self._raw)
-        gate = self.gate
-        return (
-            CLASSPATH,
-            {
-                "zones": list(gate.zones),
-                "deadline": to_iso(self.deadline),
-                "expected_duration_s": gate.expected_duration.total_seconds(),
-                "submitted_at": to_iso(self.submitted_at),
-                "source": gate.source.to_spec(),
-                "policy": gate.policy.to_dict(),
-                "on_source_error": gate.on_source_error,
-                "check_interval_s": gate.check_interval.total_seconds(),
-                "dag_id": self.dag_id,
-                "task_id": self.task_id,
-                "run_id": self.run_id,
-                "map_index": self.map_index,
-                "intensity_at_submission": self.intensity_at_submission,
-                "fallbacks": [f.to_spec() for f in gate.fallbacks],
-                "signal_at_submission": self.signal_at_submission,
-                "waiting_until": to_iso(self.waiting_until),
-                "try_number": self.try_number,
-            },
-        )
+        values = {
+            **self.gate.to_dict(),
+            "deadline": to_iso(self.deadline),
+            "submitted_at": to_iso(self.submitted_at),
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "map_index": self.map_index,
+            "intensity_at_submission": self.intensity_at_submission,
+            "signal_at_submission": self.signal_at_submission,
+            "waiting_until": to_iso(self.waiting_until),
+            "try_number": self.try_number,
+            "price_at_submission": self.price_at_submission,
+        }
+        # A gate without prices writes the row an earlier release wrote, so a triggerer not yet upgraded reads it quietly.
+        return CLASSPATH, {name: values[name] for name in TRIGGER_KWARGS
+                           if not (name in _ADDED_WITH_PRICES and values[name] is None)}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         clock = self.clock or default_clock()
@@ -171,6 +189,8 @@ class CarbonWindowTrigger(BaseTrigger):
                 intensity_at_submission=self.intensity_at_submission,
                 signal_at_submission=self.signal_at_submission,
                 waiting_until=self.waiting_until,
+                price_at_submission=self.price_at_submission,
+                configuration_checked=True,  # the task's first plan used this configuration
             )
             event = decision.to_event()
         except Exception as exc:  # reported, not swallowed: the task raises it on resume
