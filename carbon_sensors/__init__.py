@@ -27,13 +27,14 @@ from carbon_sensors.errors import (
     SourceAuthError,
     SourceDataError,
     SourceError,
+    SourceSettingsError,
     SourceUnavailableError,
     UnknownZoneError,
 )
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.gate import CarbonGate, Decision, Override, decide, wait_for_window
 from carbon_sensors.planning import Plan, Policy, latest_start, plan
-from carbon_sensors.signals import EmbeddedProfileSource, FileSource, Source
+from carbon_sensors.signals import EmbeddedProfileSource, FilePrices, FileSource, Source, TariffPrices
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "DeadlineError",
     "Decision",
     "EmbeddedProfileSource",
+    "FilePrices",
     "FileSource",
     "Forecast",
     "ForecastCoverageError",
@@ -84,9 +86,11 @@ __all__ = [
     "Source",
     "SourceAuthError",
     "SourceDataError",
+    "SourceSettingsError",
     "SourceError",
     "SourceUnavailableError",
     "SystemClock",
+    "TariffPrices",
     "UnknownZoneError",
     "__version__",
     "decide",

@@ -20,7 +20,6 @@ import csv
 import itertools
 import json
 import math
-import os
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,9 @@ from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, PricingError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.prices import PriceForecast
 from carbon_sensors.records import RunRecord, TokenUsage
+from carbon_sensors.renames import env_setting
 from carbon_sensors.timeutil import as_utc, parse_utc
 
 __all__ = [
@@ -38,12 +39,14 @@ __all__ = [
     "Prices",
     "apply_carbon",
     "apply_cost",
+    "apply_market_price",
     "reprice_with_actuals",
     "run_intensities",
+    "run_prices",
 ]
 
 #: A JSON or TOML price table (see :class:`Prices`).
-PRICES_ENV = "CARBON_SENSORS_PRICES"
+PRICES_ENV = "CARBON_SENSORS_PRICES_FILE"
 USD_PER_KWH_ENV = "CARBON_SENSORS_USD_PER_KWH"
 USD_PER_GPU_HOUR_ENV = "CARBON_SENSORS_USD_PER_GPU_HOUR"
 _J_PER_KWH = 3.6e6
@@ -59,7 +62,7 @@ class Prices:
     the API returns with a date suffix (``gpt-4o-mini-2024-07-18``) matches the longest listed prefix.
     ``usd_per_gpu_hour``: per GPU metered, for the run's wall time.
 
-    A price table file (JSON or TOML), named by ``CARBON_SENSORS_PRICES`` or the Airflow option
+    A price table file (JSON or TOML), named by ``CARBON_SENSORS_PRICES_FILE`` or the Airflow option
     ``[carbon_sensors] prices_file``::
 
         usd_per_kwh = 0.21
@@ -178,12 +181,12 @@ class Prices:
 
     @classmethod
     def from_env(cls, prices_file: str | None = None) -> Prices:
-        """Prices from ``prices_file`` or ``CARBON_SENSORS_PRICES``, then the flat env overrides."""
-        path = prices_file or os.environ.get(PRICES_ENV)
+        """Prices from ``prices_file`` or ``CARBON_SENSORS_PRICES_FILE``, then the flat env overrides."""
+        path = prices_file or env_setting(PRICES_ENV)
         prices = cls.load(path) if path else cls()
         overrides = {}
         for env, name in ((USD_PER_KWH_ENV, "usd_per_kwh"), (USD_PER_GPU_HOUR_ENV, "usd_per_gpu_hour")):
-            if raw := os.environ.get(env, "").strip():
+            if raw := (env_setting(env) or "").strip():
                 try:
                     overrides[name] = float(raw)
                 except ValueError:
@@ -276,6 +279,59 @@ def apply_cost(record: RunRecord, prices: Prices, *, gpu_count: int = 0, strict:
     return replace(
         record, cost_energy_usd=energy_cost, cost_tokens_usd=tokens_cost, cost_gpu_usd=gpu_cost,
         cost_usd=sum(parts) if parts else None, notes=tuple(notes),
+    )
+
+
+def run_prices(
+    prices: PriceForecast, *, submitted_at: datetime | None, started_at: datetime, ended_at: datetime
+) -> tuple[float | None, float | None]:
+    """``(price, counterfactual price)`` for a run, per MWh in ``prices.currency``.
+
+    As :func:`run_intensities`: the time-weighted mean over the run's actual interval, and over an
+    interval as long from ``submitted_at``; None where ``prices`` does not cover the interval.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> t0 = datetime(2026, 6, 15, tzinfo=timezone.utc)
+    >>> p = PriceForecast.from_points([(t0, 120.0), (t0 + timedelta(hours=1), -5.0)], zone="DE", source="x",
+    ...                               currency="EUR", resolution=timedelta(hours=1))
+    >>> run_prices(p, submitted_at=t0, started_at=t0 + timedelta(hours=1), ended_at=t0 + timedelta(hours=2))
+    (-5.0, 120.0)
+    """
+    start, end = as_utc(started_at).timestamp(), as_utc(ended_at).timestamp()
+    end = max(end, start)
+    price = _price_mean(prices, start, end)
+    counterfactual = None
+    if submitted_at is not None:
+        sub = as_utc(submitted_at).timestamp()
+        counterfactual = _price_mean(prices, sub, sub + (end - start))
+    return price, counterfactual
+
+
+def _price_mean(prices: PriceForecast, start_s: float, end_s: float) -> float | None:
+    value = prices.mean_between(start_s, end_s)
+    return None if math.isnan(value) else value
+
+
+def apply_market_price(
+    record: RunRecord, *, currency: str, source: str | None, price: float | None, counterfactual: float | None,
+    expected: float | None = None,
+) -> RunRecord:
+    """``record`` with its energy's market cost: at ``price`` (per MWh in ``currency``), the counterfactual and the saving.
+
+    ``saved_energy_cost = counterfactual - cost``: positive when waiting made the run cheaper.
+    Negative prices give negative costs (the run was paid to draw power); they are kept.
+    """
+    energy = record.energy_kwh
+
+    def cost(per_mwh: float | None) -> float | None:
+        return None if energy is None or per_mwh is None else energy * per_mwh / 1000.0
+
+    actual, counter = cost(price), cost(counterfactual)
+    return replace(
+        record, price_currency=currency, price_source=source, expected_price_per_mwh=expected,
+        price_per_mwh=price, counterfactual_price_per_mwh=counterfactual, expected_energy_cost=cost(expected),
+        energy_cost=actual, counterfactual_energy_cost=counter,
+        saved_energy_cost=None if actual is None or counter is None else counter - actual,
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from carbon_sensors.renames import env_setting
 
 __all__ = ["KILL_SWITCH_ENV", "Override", "force_patterns", "kill_switch_from_env", "match_force"]
 
@@ -55,7 +56,7 @@ def force_patterns(value: Any) -> list[str]:
 
 def kill_switch_from_env() -> Override | None:
     """The global kill switch from the environment, if set."""
-    if os.environ.get(KILL_SWITCH_ENV, "").strip().lower() in _TRUE:
+    if (env_setting(KILL_SWITCH_ENV) or "").strip().lower() in _TRUE:
         return Override("kill_switch", f"the kill switch {KILL_SWITCH_ENV} is on")
     return None
 

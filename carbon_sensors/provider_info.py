@@ -92,7 +92,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "prices_file": {
                         "description": "JSON or TOML price table: usd_per_kwh or price_file, usd_per_gpu_hour, "
-                        "usd_per_1k_tokens per model. Empty: CARBON_SENSORS_PRICES.",
+                        "usd_per_1k_tokens per model. Empty: CARBON_SENSORS_PRICES_FILE.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "/etc/carbon-sensors/prices.toml",

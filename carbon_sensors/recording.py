@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from carbon_sensors.accounting import Prices, apply_carbon, apply_cost, run_intensities
+from carbon_sensors.accounting import Prices, apply_carbon, apply_cost, apply_market_price, run_intensities, run_prices
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.errors import CarbonSensorsError, RecordingError
 from carbon_sensors.records import RunKey, RunRecord
@@ -101,8 +101,10 @@ class RunRecorder:
     ``event``: the gate's decision (``Decision.to_event()``) the work started on: schedule window,
     zone, forced or not, and the forecast figures used when the source cannot be asked again.
     ``source``: the gate's source, asked (in the background, while the work runs) for the intensity
-    over the run and its counterfactual interval. ``ledger``: a :class:`~carbon_sensors.ledger.Ledger`
-    or URL (default: see :func:`carbon_sensors.ledger.default_ledger_url`). ``prices``: default
+    over the run and its counterfactual interval. ``price_source``: the gate's price source, asked the
+    same way for the market price (the record's energy cost, in that source's currency).
+    ``ledger``: a :class:`~carbon_sensors.ledger.Ledger` or URL (default: see
+    :func:`carbon_sensors.ledger.default_ledger_url`). ``prices``: default
     :meth:`Prices.from_env`. ``strict``: raise :class:`RecordingError` instead of warning.
     """
 
@@ -112,6 +114,7 @@ class RunRecorder:
         *,
         event: Mapping[str, Any] | None = None,
         source: Source | None = None,
+        price_source: Any | None = None,
         submitted_at: datetime | None = None,
         expected_duration: timedelta | None = None,
         tags: Mapping[str, str] | None = None,
@@ -122,7 +125,7 @@ class RunRecorder:
         heartbeat_interval: timedelta = timedelta(minutes=5),
         clock: Clock | None = None,
     ) -> None:
-        self.key, self.event, self.source = key, dict(event or {}), source
+        self.key, self.event, self.source, self.price_source = key, dict(event or {}), source, price_source
         self.strict, self.clock = strict, clock or default_clock()
         self.expected_duration = expected_duration
         self.heartbeat_interval = heartbeat_interval
@@ -135,6 +138,7 @@ class RunRecorder:
         self._ledger: Ledger | None = None
         self._meter: Meter | None = None
         self._intensity: Future | None = None
+        self._price: Future | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -144,7 +148,8 @@ class RunRecorder:
         now = as_utc(self.clock.now())
         self.record = self._started_record(now)
         self._write("start", self.record)
-        self._intensity = self._look_up_intensity(now)
+        self._intensity = self._look_up(self.source, now)
+        self._price = self._look_up(self.price_source, now)
         self._meter = self._start_meter()
         if self.heartbeat_interval.total_seconds() > 0:
             self._heartbeat = threading.Thread(target=self._beat, name="carbon-sensors-heartbeat", daemon=True)
@@ -194,7 +199,7 @@ class RunRecorder:
             record = replace(record, energy_kwh=measurement.energy_kwh, energy_measured=measurement.energy_measured,
                              components=measurement.components, tokens=measurement.tokens)
         record = replace(record, status=status, ended_at=ended, heartbeat_at=ended, error=error, notes=tuple(notes))
-        record = self._with_carbon(record)
+        record = self._with_price(self._with_carbon(record))
         return apply_cost(record, self.prices, gpu_count=gpu_count, strict=self.strict)
 
     def _with_carbon(self, record: RunRecord) -> RunRecord:
@@ -215,6 +220,27 @@ class RunRecorder:
                             counterfactual=e.get("intensity_at_submission"), signal=e.get("signal"),
                             source=e.get("source"), basis="forecast")
 
+    def _with_price(self, record: RunRecord) -> RunRecord:
+        e = self.event
+        prices = self._result(self._price, "price")
+        assert record.started_at is not None and record.ended_at is not None
+        if prices is not None:
+            price, counterfactual = run_prices(prices, submitted_at=self.submitted_at, started_at=record.started_at,
+                                               ended_at=record.ended_at)
+            if counterfactual is None and e.get("price_currency") == prices.currency:
+                counterfactual = e.get("price_at_submission")
+            expected = e.get("price") if e.get("price_currency") == prices.currency else None
+            if price is not None:
+                return apply_market_price(record, currency=prices.currency, source=prices.source, price=price,
+                                          counterfactual=counterfactual, expected=expected)
+        if e.get("price_currency") and e.get("price") is not None:
+            # The price source could not be asked: the prices the gate planned on.
+            notes = (*record.notes, "price from the gate's plan: the price source gave none for the run's interval")
+            return apply_market_price(replace(record, notes=notes), currency=e["price_currency"],
+                                      source=e.get("price_source"), price=e["price"],
+                                      counterfactual=e.get("price_at_submission"), expected=e["price"])
+        return record
+
     @property
     def prices(self) -> Prices:
         if self._prices is None:
@@ -229,33 +255,36 @@ class RunRecorder:
 
     # -- intensity, meter, heartbeat ----------------------------------------------------------
 
-    def _look_up_intensity(self, now: datetime) -> Future | None:
+    def _look_up(self, source: Any | None, now: datetime) -> Future | None:
+        """Ask ``source`` (carbon or price) in the background for the run's interval and its counterfactual."""
         zone = self.event.get("zone")
-        if self.source is None or not zone:
+        if source is None or not zone:
             return None
         start = min(now, self.submitted_at or now)
         horizon = max(self.expected_duration or timedelta(hours=1), timedelta(hours=1)) * 3
         end = now + horizon
-        source = self.source
 
-        def fetch() -> Forecast:
+        def fetch() -> Any:
             from carbon_sensors.signals import run_sync
 
             return run_sync(source.fetch(zone, start, end, now=now))
 
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carbon-sensors-intensity")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carbon-sensors-lookup")
         future = pool.submit(fetch)
         pool.shutdown(wait=False)
         return future
 
     def _forecast(self) -> Forecast | None:
-        if self._intensity is None:
+        return self._result(self._intensity, "intensity")
+
+    def _result(self, future: Future | None, what: str) -> Any:
+        if future is None:
             return None
         try:
-            return self._intensity.result(timeout=_INTENSITY_TIMEOUT_S)
+            return future.result(timeout=_INTENSITY_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a source failure only costs precision, noted in the record
-            log.warning("carbon-sensors: no intensity for the run's interval (%s: %s); using the gate's plan",
-                        type(exc).__name__, exc)
+            log.warning("carbon-sensors: no %s for the run's interval (%s: %s); using the gate's plan",
+                        what, type(exc).__name__, exc)
             return None
 
     def _start_meter(self) -> Meter | None:

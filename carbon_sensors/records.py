@@ -128,6 +128,18 @@ class RunRecord:
     cost_tokens_usd: float | None = None
     cost_gpu_usd: float | None = None
     cost_usd: float | None = None
+    # market energy price from the gate's price source, per MWh in ``price_currency`` (never converted):
+    # what the plan expected for its window, what the run's interval cost, and what starting at submission
+    # would have cost; ``energy_cost`` and the others are for the record's energy, in the same currency
+    price_currency: str | None = None
+    price_source: str | None = None
+    expected_price_per_mwh: float | None = None
+    price_per_mwh: float | None = None
+    counterfactual_price_per_mwh: float | None = None
+    expected_energy_cost: float | None = None
+    energy_cost: float | None = None
+    counterfactual_energy_cost: float | None = None
+    saved_energy_cost: float | None = None
     # re-pricing by reconcile: {"carbon_g": [old, new], ...}
     repriced_at: datetime | None = None
     changes: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +191,11 @@ class RunRecord:
             "carbon_signal": self.carbon_signal,
             "carbon_basis": self.carbon_basis,
             "cost_usd": _r(self.cost_usd, 6),
+            "price_currency": self.price_currency,
+            "expected_energy_cost": _r(self.expected_energy_cost, 6),
+            "energy_cost": _r(self.energy_cost, 6),
+            "counterfactual_energy_cost": _r(self.counterfactual_energy_cost, 6),
+            "saved_energy_cost": _r(self.saved_energy_cost, 6),
             "forced": self.forced,
             "forced_reason": self.forced_reason,
             "team": self.team,

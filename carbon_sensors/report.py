@@ -30,11 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.records import RunRecord
+from carbon_sensors.units import CARBON_UNITS, ENERGY_UNITS, Unit, pick_unit, plain_number
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["GROUPINGS", "REPORT_COLUMNS", "REPORT_FORMATS", "build_report", "neutralise_csv_cell", "write_report"]
+__all__ = [
+    "COMPACT_COLUMNS", "CURRENCY_COLUMN", "GROUPINGS", "REPORT_COLUMNS", "REPORT_FORMATS", "build_report", "neutralise_csv_cell",
+    "table_text", "write_report",
+]
 
 #: ``by`` -> the columns a row is grouped by.
 GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -47,8 +51,16 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
 #: The figures of every row, after the group columns and ``carbon_signal``.
 REPORT_COLUMNS: tuple[str, ...] = (
     "runs", "kwh", "carbon_g", "saved_carbon_g", "saved_pct", "prompt_tokens", "completion_tokens", "tokens",
-    "g_per_1k_tokens", "cost_usd", "cost_per_run_usd", "cost_per_1k_tokens_usd", "forced_rate", "deadline_misses",
-    "mean_delay_s", "measured_share",
+    "g_per_1k_tokens", "cost_usd", "cost_per_run_usd", "cost_per_1k_tokens_usd", "energy_cost", "saved_energy_cost",
+    "saved_cost_pct", "forced_rate", "deadline_misses", "mean_delay_s", "measured_share",
+)
+#: The currency of ``energy_cost`` and ``saved_energy_cost`` (the price source's, never converted):
+#: ``mixed`` where a group's runs were priced in more than one, and then those figures are unknown.
+CURRENCY_COLUMN = "price_currency"
+MIXED = "mixed"
+#: The columns of the default table, which fits a terminal; ``--wide`` (``wide=True``) shows them all.
+COMPACT_COLUMNS: tuple[str, ...] = (
+    "runs", "kwh", "carbon_g", "saved_carbon_g", "saved_pct", "tokens", "cost_usd", "forced_rate", "deadline_misses",
 )
 REPORT_FORMATS: tuple[str, ...] = ("table", "csv", "parquet", "json")
 UNKNOWN = "unknown"
@@ -58,6 +70,13 @@ _INT_COLUMNS = ("runs", "prompt_tokens", "completion_tokens", "tokens", "deadlin
 #: Cells a spreadsheet would run as a formula (OWASP's list); plain numbers such as -3 are left alone.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+#: The table's energy and carbon columns: (units, header); each column gets the unit its largest value needs.
+_UNIT_COLUMNS: dict[str, tuple[tuple[Unit, ...], str]] = {
+    "kwh": (ENERGY_UNITS, "energy_{}"),
+    "carbon_g": (CARBON_UNITS, "carbon_{}"),
+    "saved_carbon_g": (CARBON_UNITS, "saved_carbon_{}"),
+    "g_per_1k_tokens": (CARBON_UNITS, "{}_per_1k_tokens"),
+}
 
 
 def _pandas():
@@ -85,6 +104,9 @@ def _facts(record: RunRecord, groups: tuple[str, ...]) -> dict[str, Any]:
     if counterfactual is None and carbon is not None and saved is not None:
         counterfactual = carbon + saved
     both = saved is not None and counterfactual is not None
+    priced = record.price_currency is not None
+    energy_cost, saved_cost = record.energy_cost, record.saved_energy_cost
+    cost_both = priced and saved_cost is not None and record.counterfactual_energy_cost is not None
     delay = record.delay_s
     return {
         **{name: _label(key_values[name]) for name in groups},
@@ -103,6 +125,11 @@ def _facts(record: RunRecord, groups: tuple[str, ...]) -> dict[str, Any]:
         "_costed": int(cost is not None),
         "_cost_of_token_runs": _value(cost) if tokens and cost is not None else _NAN,
         "_tokens_with_cost": tokens if tokens and cost is not None else 0,
+        "_currency": record.price_currency if priced else "",
+        "energy_cost": _value(energy_cost) if priced else _NAN,
+        "saved_energy_cost": _value(saved_cost) if priced else _NAN,
+        "_saved_cost_with_cf": _value(saved_cost) if cost_both else _NAN,
+        "_counterfactual_cost": _value(record.counterfactual_energy_cost) if cost_both else _NAN,
         "_forced": int(bool(record.forced)),
         "deadline_misses": int(record.deadline_missed is True),
         "_delay": _value(delay),
@@ -118,7 +145,7 @@ def _ratio(numerator: pandas.Series, denominator: pandas.Series, scale: float = 
 
 
 def build_report(records: Iterable[RunRecord], by: str = "dag") -> pandas.DataFrame:
-    """A DataFrame with one row per (group, ``carbon_signal``), sorted, and the :data:`REPORT_COLUMNS`.
+    """A DataFrame with one row per (group, ``carbon_signal``), sorted: :data:`REPORT_COLUMNS`, then ``price_currency``.
 
     - ``runs``: records; ``kwh``, ``carbon_g``, ``saved_carbon_g``, ``cost_usd``: sums of the known
       values (NaN when none is known); ``prompt_tokens``, ``completion_tokens``, ``tokens``: sums.
@@ -127,6 +154,9 @@ def build_report(records: Iterable[RunRecord], by: str = "dag") -> pandas.DataFr
     - ``g_per_1k_tokens`` and ``cost_per_1k_tokens_usd``: grams (dollars) per 1,000 tokens over the
       runs that used tokens and know their grams (dollars).
     - ``cost_per_run_usd``: the mean cost of the runs whose cost is known.
+    - ``energy_cost``, ``saved_energy_cost``: the energy's market cost and what waiting saved against
+      starting at submission, in ``price_currency`` (the price source's); ``saved_cost_pct``: saved /
+      abs(counterfactual) * 100 (prices can be negative). Unknown where a group mixes currencies.
     - ``forced_rate``, ``measured_share`` (``carbon_basis == "measured"``): shares of ``runs``, 0..1.
     - ``deadline_misses``: runs that ended after their deadline; ``mean_delay_s``: mean wait from
       submission to start over the runs that know both.
@@ -141,10 +171,12 @@ def build_report(records: Iterable[RunRecord], by: str = "dag") -> pandas.DataFr
         empty = pd.DataFrame({name: pd.Series(dtype="str") for name in keys})
         for name in REPORT_COLUMNS:
             empty[name] = pd.Series(dtype="int64" if name in _INT_COLUMNS else "float64")
+        empty[CURRENCY_COLUMN] = pd.Series(dtype="str")
         return empty
     grouped = facts.groupby(keys, sort=True)
     nan_sums = grouped[["kwh", "carbon_g", "saved_carbon_g", "cost_usd", "_saved_with_cf", "_counterfactual",
-                        "_carbon_of_token_runs", "_cost_of_token_runs"]].sum(min_count=1)
+                        "_carbon_of_token_runs", "_cost_of_token_runs", "energy_cost", "saved_energy_cost",
+                        "_saved_cost_with_cf", "_counterfactual_cost"]].sum(min_count=1)
     int_sums = grouped[["prompt_tokens", "completion_tokens", "tokens", "_tokens_with_carbon", "_tokens_with_cost",
                         "_costed", "_forced", "deadline_misses", "_measured"]].sum()
     g = pd.concat([nan_sums, int_sums], axis=1)
@@ -154,11 +186,17 @@ def build_report(records: Iterable[RunRecord], by: str = "dag") -> pandas.DataFr
     g["g_per_1k_tokens"] = _ratio(g["_carbon_of_token_runs"], g["_tokens_with_carbon"], 1000.0)
     g["cost_per_run_usd"] = _ratio(g["cost_usd"], g["_costed"])
     g["cost_per_1k_tokens_usd"] = _ratio(g["_cost_of_token_runs"], g["_tokens_with_cost"], 1000.0)
+    g["saved_cost_pct"] = _ratio(g["_saved_cost_with_cf"], g["_counterfactual_cost"].abs(), 100.0)
+    currencies = grouped["_currency"].agg(lambda c: ",".join(sorted(set(c) - {""})))
+    g[CURRENCY_COLUMN] = currencies.where(~currencies.str.contains(","), MIXED)
+    mixed = g[CURRENCY_COLUMN] == MIXED
+    g.loc[mixed, ["energy_cost", "saved_energy_cost", "saved_cost_pct"]] = _NAN
     g["forced_rate"] = _ratio(g["_forced"], g["runs"])
     g["measured_share"] = _ratio(g["_measured"], g["runs"])
-    out = g.reset_index()[[*keys, *REPORT_COLUMNS]]
+    out = g.reset_index()[[*keys, *REPORT_COLUMNS, CURRENCY_COLUMN]]
     for name in REPORT_COLUMNS:
         out[name] = out[name].astype("int64" if name in _INT_COLUMNS else "float64")
+    out[CURRENCY_COLUMN] = out[CURRENCY_COLUMN].astype(str)
     return out
 
 
@@ -183,12 +221,34 @@ def _neutralised(df: pandas.DataFrame) -> pandas.DataFrame:
     return out
 
 
-def _number(x: float) -> str:
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 1 or x == 0:
-        return f"{x:.2f}"
-    return f"{x:.4g}"
+def _cells(values: Iterable[Any], number: Any) -> list[str]:
+    return ["-" if v is None or not math.isfinite(float(v)) else number(float(v)) for v in values]
+
+
+def table_text(df: pandas.DataFrame, *, wide: bool = False) -> str:
+    """``df`` as an aligned table for people: energy and carbon in the unit each column needs, named in
+    its header (``energy_Wh``, ``carbon_mg``), plain decimals, ``-`` for unknown figures. Only the
+    group columns and :data:`COMPACT_COLUMNS` unless ``wide``.
+
+    The figures keep their base units (``kwh``, ``carbon_g``) in CSV, Parquet and JSON, every column.
+    """
+    if not len(df):
+        return "no runs"
+    if not wide:
+        df = df[[c for c in df.columns if (c not in REPORT_COLUMNS and c != CURRENCY_COLUMN) or c in COMPACT_COLUMNS]]
+    shown = df.copy()
+    headers = {}
+    for name in df.columns:
+        if name in _UNIT_COLUMNS:
+            units, header = _UNIT_COLUMNS[name]
+            unit = pick_unit([float(v) for v in df[name]], units)
+            shown[name] = _cells(df[name], unit.number)
+            headers[name] = header.format(unit.symbol)
+        elif df[name].dtype.kind == "f":
+            shown[name] = _cells(df[name], plain_number)
+        elif name == CURRENCY_COLUMN:
+            shown[name] = [v or "-" for v in df[name]]
+    return shown.rename(columns=headers).to_string(index=False)
 
 
 def _json_rows(df: pandas.DataFrame) -> list[dict[str, Any]]:
@@ -205,8 +265,11 @@ def _json_rows(df: pandas.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(df: pandas.DataFrame, format: str = "table", out: str | Path | None = None) -> None:
+def write_report(df: pandas.DataFrame, format: str = "table", out: str | Path | None = None, *,
+                 wide: bool = False) -> None:
     """Write ``df`` as an aligned table, CSV, Parquet or JSON to the file ``out``, or to stdout when None.
+
+    The table shows :data:`COMPACT_COLUMNS` unless ``wide``; the other formats hold every column.
 
     CSV cells that a spreadsheet would run as formulas are neutralised (see
     :func:`neutralise_csv_cell`): DAG ids and team names are anyone's strings. Parquet is binary and
@@ -231,7 +294,7 @@ def write_report(df: pandas.DataFrame, format: str = "table", out: str | Path | 
     elif format == "json":
         text = json.dumps(_json_rows(df), indent=2, allow_nan=False) + "\n"
     else:
-        text = (df.to_string(index=False, float_format=_number, na_rep="-") if len(df) else "no runs") + "\n"
+        text = table_text(df, wide=wide) + "\n"
     if out is None:
         sys.stdout.write(text)
         return

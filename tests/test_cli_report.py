@@ -89,6 +89,19 @@ def test_report_table(ledger_url, capsys):
     assert "nightly" in out and "=cmd()" in out and "carbon_g" in out
 
 
+def test_report_table_is_compact_by_default_and_wide_on_request(ledger_url, capsys):
+    """The default table fits a terminal (120 columns); --wide adds the rest; CSV keeps every column."""
+    assert main(["report", "--ledger", ledger_url, "--by", "team"]) == 0
+    compact = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in compact) <= 120, compact
+    assert "mean_delay_s" not in compact[0] and "saved_pct" in compact[0]
+    assert main(["report", "--ledger", ledger_url, "--by", "team", "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert "mean_delay_s" in wide[0] and "cost_per_1k_tokens_usd" in wide[0]
+    assert main(["report", "--ledger", ledger_url, "--by", "team", "--format", "csv"]) == 0
+    assert "mean_delay_s" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_report_on_an_empty_ledger(tmp_path, capsys):
     """An empty window says so in words."""
     assert main(["report", "--ledger", f"sqlite:///{tmp_path / 'empty.db'}"]) == 0

@@ -6,10 +6,11 @@ import carbon_sensors
 
 EXPECTED = {
     "After", "CarbonGate", "CarbonSensorsError", "Clock", "ConfigurationError", "DeadlineError", "Decision",
-    "EmbeddedProfileSource", "FileSource", "Forecast", "ForecastCoverageError", "ForecastError", "GateError",
+    "EmbeddedProfileSource", "FilePrices", "FileSource", "Forecast", "ForecastCoverageError", "ForecastError", "GateError",
     "InvalidForecastError", "LedgerError", "LedgerSchemaError", "NextLocalTime", "Prices", "PricingError",
     "RecordingError", "RunKey", "RunRecord", "RunRecorder", "Override", "Plan", "Policy", "SignalMismatchError", "Source",
-    "SourceAuthError", "SourceDataError", "SourceError", "SourceUnavailableError", "SystemClock",
+    "SourceAuthError", "SourceDataError", "SourceError", "SourceSettingsError", "SourceUnavailableError", "SystemClock",
+    "TariffPrices",
     "UnknownZoneError", "__version__", "decide", "latest_start", "plan", "resolve_deadline",
     "wait_for_window",
 }

@@ -27,6 +27,11 @@ from carbon_sensors.ledger import (
 )
 from carbon_sensors.records import ComponentEnergy, RunKey, RunRecord, TokenUsage
 
+#: The record fields schema v4 added (the market price next to carbon).
+V4_PRICE_FIELDS = ("price_currency", "price_source", "expected_price_per_mwh", "price_per_mwh",
+                   "counterfactual_price_per_mwh", "expected_energy_cost", "energy_cost", "counterfactual_energy_cost",
+                   "saved_energy_cost")
+
 T0 = datetime(2026, 6, 15, 2, tzinfo=UTC)
 PG_ADMIN_URL = os.environ.get("CS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 UNREACHABLE_PG = "postgresql+psycopg://carbon:s3cret-pw@127.0.0.1:1/ledger"
@@ -57,6 +62,9 @@ def full_record(k: RunKey | None = None, **changes) -> RunRecord:
         carbon_basis="forecast", intensity_g_per_kwh=321.5, counterfactual_intensity_g_per_kwh=400.25,
         carbon_g=396.9, counterfactual_carbon_g=494.1, saved_carbon_g=97.2,
         cost_energy_usd=0.31, cost_tokens_usd=0.02, cost_gpu_usd=4.5, cost_usd=4.83,
+        price_currency="EUR", price_source="entsoe", expected_price_per_mwh=61.0, price_per_mwh=58.5,
+        counterfactual_price_per_mwh=-12.25, expected_energy_cost=0.0915, energy_cost=0.08775,
+        counterfactual_energy_cost=-0.018375, saved_energy_cost=-0.106125,
         repriced_at=T0 + timedelta(days=1), changes={"carbon_g": [400.0, 396.9]}, notes=("first", "second"),
     )
     return replace(record, **changes)
@@ -394,7 +402,8 @@ def test_a_newer_schema_is_refused(ledger, tmp_path):
 
 def test_a_v1_ledger_is_migrated(url, tmp_path):
     """A ledger left at schema v1 is upgraded on first use: its records stay and the report columns are filled in."""
-    record = full_record()
+    # v1 had no price columns: a record it stored has none
+    record = replace(full_record(), **{name: None for name in V4_PRICE_FIELDS})
     metadata = sa.MetaData()
     v1_runs = ledger_module._runs_table(metadata, 1)
     row = {name: value for name, value in ledger_module._to_row(record, T0).items() if name in v1_runs.c}
@@ -409,7 +418,7 @@ def test_a_v1_ledger_is_migrated(url, tmp_path):
     with Ledger(url, spool_dir=tmp_path / "spool") as ledger:
         assert ledger.schema_version() == 1
         assert ledger.get(record.key) == record
-        assert ledger.schema_version() == SCHEMA_VERSION == 3
+        assert ledger.schema_version() == SCHEMA_VERSION == 4
         assert _rows(ledger)[0]["total_tokens"] == 1505
         assert ledger.durations("airflow", "nightly", "enrich") == [record.ended_at - record.started_at]
         with ledger.engine.connect() as conn:

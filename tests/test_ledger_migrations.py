@@ -33,7 +33,7 @@ def backend(request, tmp_path):
 
 
 def build_old_ledger(url: str, dialect: str, version: int) -> list[dict]:
-    """Create schema ``version`` from its frozen DDL and insert its rows; return the rows."""
+    """Create schema ``version`` from its frozen DDL and insert its rows (runs, and decisions from v3); return the runs."""
     ddl = (FIXTURES / f"v{version}.{dialect}.sql").read_text()
     data = json.loads((FIXTURES / f"v{version}.rows.json").read_text())
     engine = sa.create_engine(url)
@@ -47,6 +47,10 @@ def build_old_ledger(url: str, dialect: str, version: int) -> list[dict]:
         for row in data["runs"]:
             columns = ", ".join(row)
             conn.execute(sa.text(f"INSERT INTO {RUNS_TABLE} ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row)
+        for row in data.get("decisions", ()):
+            columns = ", ".join(row)
+            conn.execute(sa.text(f"INSERT INTO {DECISIONS_TABLE} ({columns}) VALUES ({', '.join(':' + c for c in row)})"),
+                         row)
     engine.dispose()
     return data["runs"]
 
@@ -96,3 +100,9 @@ def test_an_old_ledger_migrates_and_keeps_every_row(backend, tmp_path, version):
         assert stored[2]["total_tokens"] == 12
         # and the current queries read the migrated rows (one successful try of nightly.enrich)
         assert len(ledger.durations("airflow", "nightly", "enrich")) == 1
+        # a v3 trail is read back whole; the v4 price columns are empty (no price was known then)
+        decisions = json.loads((FIXTURES / f"v{version}.rows.json").read_text()).get("decisions", [])
+        trail = ledger.decisions(RunKey(*(rows[0][k] for k in KEY))) if decisions else []
+        assert [(e.status, e.reason, e.intensity, e.origin) for e in trail] == [
+            (d["status"], d["reason"], d["intensity"], d["origin"]) for d in decisions]
+        assert all(e.price is None and e.price_currency is None for e in trail)

@@ -100,6 +100,63 @@ def test_without_a_source_the_gates_own_figures_price_the_run(tmp_path):
     assert record.saved_carbon_g == pytest.approx(record.energy_kwh * 280.0)
 
 
+class StaticPrices:
+    """A price source serving one fixed PriceForecast (the real ones are tested in tests/signals)."""
+
+    def __init__(self, prices, fail=False):
+        self.prices, self.fail = prices, fail
+
+    async def fetch(self, zone, start, end, *, now):
+        if self.fail:
+            raise ConnectionError("the price API is down")
+        return self.prices
+
+
+def euro_prices(values):
+    from carbon_sensors.prices import PriceForecast
+
+    return PriceForecast.from_points([(T0 + i * H, v) for i, v in enumerate(values)], zone="DE", source="entsoe",
+                                     currency="EUR", resolution=H)
+
+
+def test_the_energy_cost_is_priced_on_the_run_and_on_starting_at_submission(tmp_path):
+    """The price source is asked for the run's interval and the submission's: cost, counterfactual and saving in EUR."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    clock = SteppingClock(T0 + 2 * H, timedelta(minutes=30))
+    recorder = RunRecorder(KEY, event=event(price=-10.0, price_currency="EUR", price_at_submission=95.0),
+                           price_source=StaticPrices(euro_prices([120.0, 90.0, -20.0, 40.0, 300.0])), ledger=ledger,
+                           meter_settings=NO_GPU, clock=clock, expected_duration=H)
+    with recorder:
+        busy()
+    record = ledger.get(KEY)
+    kwh = record.energy_kwh
+    # 02:00-02:30 at -20 EUR/MWh; had it started at submission, 00:00-00:30 at 120 EUR/MWh
+    assert (record.price_currency, record.price_source, record.price_per_mwh) == ("EUR", "entsoe", -20.0)
+    assert record.counterfactual_price_per_mwh == 120.0 and record.expected_price_per_mwh == -10.0
+    assert record.energy_cost == pytest.approx(-20.0 * kwh / 1000)
+    assert record.saved_energy_cost == pytest.approx(140.0 * kwh / 1000)
+    assert record.summary()["price_currency"] == "EUR"
+
+
+def test_a_failing_price_source_falls_back_to_the_gates_prices_and_never_fails_the_run(tmp_path):
+    """The price API being down costs precision only: the gate's planned prices, with a note."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with RunRecorder(KEY, event=event(price=50.0, price_currency="EUR", price_at_submission=80.0),
+                     price_source=StaticPrices(None, fail=True), ledger=ledger, meter_settings=NO_GPU) as recorder:
+        busy()
+    record = recorder.record
+    assert record.status == "success" and record.price_per_mwh == 50.0
+    assert record.saved_energy_cost == pytest.approx(30.0 * record.energy_kwh / 1000)
+    assert any("price from the gate's plan" in n for n in record.notes)
+
+
+def test_without_a_price_there_is_no_energy_cost(tmp_path):
+    """A gate without a price source leaves the market figures empty rather than guessing."""
+    with RunRecorder(KEY, event=event(), ledger=f"sqlite:///{tmp_path / 'l.db'}", meter_settings=NO_GPU) as recorder:
+        busy()
+    assert recorder.record.price_currency is None and recorder.record.energy_cost is None
+
+
 def test_an_unreachable_ledger_spools_and_the_next_run_lands_it(tmp_path, caplog):
     """With the database away the work still succeeds and the record is spooled; a later run lands it."""
     spool = tmp_path / "spool"

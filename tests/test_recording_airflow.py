@@ -46,6 +46,7 @@ def test_without_history_the_gate_starts_at_once_then_learns(dag_bag, ledger):
     first = decoded(xcom(dag_run, "learns", key="carbon_decision"))
     assert states["learns"] == "success"
     assert first["status"] == "forced" and first["forced_reason"] == "no_duration_history"
+    assert first["deadline"] is not None  # a forced decision keeps its deadline (no latest start without a duration)
     for i, minutes in enumerate((40, 45, 50)):
         start = T0 - timedelta(days=i + 1)
         ledger.finish(RunRecord(key=RunKey("airflow", "carbon_ledger", "learns", f"old-{i}"), status="success",

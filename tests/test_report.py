@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -53,7 +54,7 @@ def row(df: pd.DataFrame, **where) -> pd.Series:
 def test_columns_and_one_row_per_group_and_signal():
     """The report has the group, the signal and the agreed figures, one row per (group, signal)."""
     df = build_report(sample(), by="dag")
-    assert list(df.columns) == ["dag_id", "carbon_signal", *REPORT_COLUMNS]
+    assert list(df.columns) == ["dag_id", "carbon_signal", *REPORT_COLUMNS, "price_currency"]
     assert list(zip(df.dag_id, df.carbon_signal, strict=True)) == [
         ("nightly", "average"), ("nightly", "marginal"), ("weekly", "unknown"),
     ]
@@ -127,7 +128,7 @@ def test_groupings(by, groups, expected):
 def test_empty_and_bad_grouping():
     """No records give an empty report with the same columns; an unknown grouping is a clear error."""
     df = build_report([], by="team")
-    assert df.empty and list(df.columns) == ["team", "carbon_signal", *REPORT_COLUMNS]
+    assert df.empty and list(df.columns) == ["team", "carbon_signal", *REPORT_COLUMNS, "price_currency"]
     with pytest.raises(ConfigurationError, match="dag, task, team, zone, project"):
         build_report(sample(), by="colour")
 
@@ -198,3 +199,79 @@ def test_unknown_format():
     """An unknown format is a clear error naming the ones there are."""
     with pytest.raises(ConfigurationError, match="table, csv, parquet, json"):
         write_report(build_report(sample()), "xlsx")
+
+
+E_NOTATION = re.compile(r"\d[eE][+-]?\d")
+
+
+def tiny_and_large() -> list[RunRecord]:
+    """A few-millisecond task metered by estimate (the demo's magnitudes) and a large training run."""
+    return [
+        run("embedding_refresh", "r1", status="success", energy_kwh=5.643e-10, carbon_g=9.712e-08,
+            saved_carbon_g=1.8e-08, counterfactual_carbon_g=1.151e-07, carbon_signal="average",
+            tokens=(TokenUsage("m", 128, 0),), cost_usd=3.2e-11),
+        run("weekly_retrain", "r1", status="success", energy_kwh=1520.0, carbon_g=2.5e5, saved_carbon_g=4.1e4,
+            carbon_signal="average", cost_usd=319.2),
+    ]
+
+
+def test_the_table_picks_a_unit_per_column_and_names_it_in_the_header(capsys):
+    """Tiny figures get µWh and µg, each column one unit named in its header; no e-notation anywhere."""
+    write_report(build_report(tiny_and_large()[:1], by="dag"), "table", wide=True)  # per-1k-token figures: wide only
+    out = capsys.readouterr().out
+    header, line = out.splitlines()
+    assert "energy_µWh" in header.split() and "carbon_µg" in header.split() and "saved_carbon_µg" in header.split()
+    assert "µg_per_1k_tokens" in header.split()
+    assert "0.564" in line.split() and "0.0971" in line.split() and "0.0180" in line.split()
+    assert not E_NOTATION.search(out), out
+
+
+def test_a_column_spanning_magnitudes_shares_the_unit_of_its_largest_value(capsys):
+    """A tiny run beside a large one: the column is in MWh and kg, the tiny one in plain decimals."""
+    write_report(build_report(tiny_and_large(), by="dag"), "table")
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert "energy_MWh" in header and "carbon_kg" in header and "saved_carbon_kg" in header
+    assert "1.52" in out and "250" in out and "41.0" in out
+    assert not E_NOTATION.search(out), out
+
+
+def test_machine_formats_keep_base_units(tmp_path):
+    """JSON and CSV keep kwh and carbon_g in kWh and grams, as the records hold them."""
+    df = build_report(tiny_and_large(), by="dag")
+    out = tmp_path / "r.json"
+    write_report(df, "json", out)
+    rows = json.loads(out.read_text())
+    assert rows[0]["kwh"] == pytest.approx(5.643e-10) and rows[1]["carbon_g"] == pytest.approx(2.5e5)
+    write_report(df, "csv", tmp_path / "r.csv")
+    first = next(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert float(first["kwh"]) == pytest.approx(5.643e-10) and "energy_µWh" not in first
+
+
+def priced(run_id: str, currency: str | None, cost: float, counterfactual: float, team: str = "search") -> RunRecord:
+    return run("nightly", run_id, status="success", team=team, energy_kwh=1.0, carbon_g=100.0, carbon_signal="average",
+               price_currency=currency, energy_cost=cost, counterfactual_energy_cost=counterfactual,
+               saved_energy_cost=counterfactual - cost)
+
+
+def test_energy_cost_is_summed_and_saved_like_carbon_in_its_own_currency():
+    """Cost saved is grouped as carbon saved is: sums per group, and saved / |counterfactual| (prices go negative)."""
+    df = build_report([priced("a", "EUR", 0.05, 0.08), priced("b", "EUR", -0.01, 0.02),
+                       priced("c", None, 0.0, 0.0)], by="team")
+    r = row(df, team="search")
+    assert r.price_currency == "EUR"
+    assert r.energy_cost == pytest.approx(0.04) and r.saved_energy_cost == pytest.approx(0.06)
+    assert r.saved_cost_pct == pytest.approx(0.06 / 0.10 * 100)
+    negative = build_report([priced("a", "EUR", -0.03, -0.01)], by="team")
+    assert row(negative, team="search").saved_cost_pct == pytest.approx(200.0)  # paid more to draw power: a saving
+
+
+def test_a_group_that_mixes_currencies_has_no_cost_figure():
+    """EUR and USD are never added up: the group says ``mixed`` and leaves its cost figures unknown."""
+    df = build_report([priced("a", "EUR", 0.05, 0.08), priced("b", "USD", 0.06, 0.07), priced("c", "USD", 1, 2, "x")],
+                      by="team")
+    mixed = row(df, team="search")
+    assert mixed.price_currency == "mixed"
+    assert all(math.isnan(mixed[name]) for name in ("energy_cost", "saved_energy_cost", "saved_cost_pct"))
+    assert row(df, team="x").price_currency == "USD" and row(df, team="x").energy_cost == 1
+    assert row(build_report(sample(), by="dag"), dag_id="weekly", carbon_signal="unknown").price_currency == ""

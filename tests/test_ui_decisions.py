@@ -30,7 +30,7 @@ def wait(k, at=T0, planned_h=3, latest_h=5, **changes):
         deadline=T0 + timedelta(hours=latest_h + 2), next_check=T0 + timedelta(hours=planned_h),
         submitted_at=T0, expected_duration_s=3600.0, intensity=210.5, intensity_at_submission=300.25,
         saving_pct=29.9, signal="average", source="embedded-profile", source_spec={"kind": "embedded"},
-        origin="triggerer",
+        origin="triggerer", price=-4.5, price_at_submission=88.125, cost_change_pct=-104.75, price_currency="EUR",
     )
     return replace(entry, **changes)
 
@@ -76,16 +76,18 @@ def test_a_v2_ledger_is_upgraded_to_the_decision_trail(url, tmp_path):
         ledger_module._MIGRATIONS[0](conn)
         ledger_module._MIGRATIONS[1](conn)
         conn.execute(ledger_module.SCHEMA.insert().values(id=1, version=2, migrated_at=T0))
-        conn.execute(ledger_module.RUNS.insert().values(ledger_module._to_row(record, T0)))
+        v2_runs = ledger_module._runs_table(sa.MetaData(), 2)
+        conn.execute(v2_runs.insert().values(
+            {k: v for k, v in ledger_module._to_row(record, T0).items() if k in v2_runs.c}))
         assert not sa.inspect(conn).has_table("carbon_sensors_decisions")
     engine.dispose()
 
     with Ledger(url, spool_dir=tmp_path / "spool") as ledger:
         assert ledger.schema_version() == 2
         assert ledger.get(record.key) == record
-        assert ledger.schema_version() == SCHEMA_VERSION == 3
+        assert ledger.schema_version() == SCHEMA_VERSION == 4
         ledger.add_decisions([wait(key())])
-        assert [d.status for d in ledger.decisions(key())] == ["wait"]
+        assert [(d.status, d.price, d.price_currency) for d in ledger.decisions(key())] == [("wait", -4.5, "EUR")]
         with ledger.engine.connect() as conn:
             indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("carbon_sensors_decisions")}
         assert {"ix_carbon_sensors_decisions_status", "ix_carbon_sensors_decisions_decided_at"} <= indexes

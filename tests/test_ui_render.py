@@ -148,7 +148,7 @@ def test_the_task_view_shows_plan_trail_and_record():
     plan = re.search(r'<dl class="facts plan">.*?</dl>', html, re.S).group(0)
     assert "Re-planned: the 03:00 window is cleaner" in plan and "2026-06-15 23:17 UTC" in plan
     assert len(re.findall(r"<tr>", re.search(r'<table class="trail">.*?</table>', html, re.S).group(0))) == 3
-    assert "300.0 gCO2e" in html and "1.5000 kWh" in html
+    assert "300 g CO2e" in html and "1.50 kWh" in html
 
 
 def test_totals_keep_signals_apart_and_compute_the_saving():
@@ -189,3 +189,79 @@ def test_bad_periods_are_refused_with_a_hint(text):
     """A period that is not a span or a date, or reaches back more than a year, is refused with an example."""
     with pytest.raises(ValueError, match=r"e.g. 24h|more than a year"):
         render.parse_since(text, NOW)
+
+
+E_NOTATION = re.compile(r"\d[eE][+-]?\d")
+
+
+def test_the_run_and_totals_tables_name_each_columns_unit_and_never_print_e_notation():
+    """A few-millisecond run: energy in µWh and carbon in µg, named in the headers; costs in plain decimals."""
+    records = [record(energy_kwh=5.643e-10, carbon_g=9.712e-08, saved_carbon_g=1.8e-08, cost_usd=3.2e-11)]
+    html = overview(runs=render.run_rows(records), runs_total=1, totals_dag=render.totals(records, "dag"),
+                    totals_team=render.totals(records, "team"))
+    for table in ("runs", "totals totals-dag", "totals totals-team"):
+        part = re.search(rf'<table class="{table}">.*?</table>', html, re.S).group(0)
+        heads = re.findall(r"<th[^>]*>(.*?)</th>", part)
+        assert {"Energy (µWh)", "CO2e (µg)", "Saved CO2e (µg)"} <= set(heads), heads
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", part, re.S)
+        assert "0.564" in "".join(cells) and "0.0971" in cells and "0.0180" in cells
+        assert not E_NOTATION.search(part), part
+    assert "0.000000000032" in html
+
+
+def test_a_column_of_the_runs_table_shares_one_unit():
+    """A large run beside a small one: the energy column is in kWh, the small one in plain decimals."""
+    records = [record(energy_kwh=2.5, carbon_g=1500.0), record(energy_kwh=0.0004, carbon_g=0.2)]
+    part = re.search(r'<table class="runs">.*?</table>', overview(runs=render.run_rows(records), runs_total=2), re.S).group(0)
+    assert "Energy (kWh)" in part and "CO2e (kg)" in part
+    assert "2.50" in part and "0.000400" in part and "1.50" in part and "0.000200" in part
+
+
+def test_the_task_view_gives_each_figure_its_own_unit():
+    """On the task view a small run's energy and carbon read 0.564 µWh and 0.0971 µg CO2e, not e-notation."""
+    html = render.render_page("task.html.j2", now=NOW, dag_id="catalog", task_id="embed", run_id="scheduled__1",
+                              map_index=-1, notices=[], latest=entry(), trail=[entry()],
+                              records=[record(energy_kwh=5.643e-10, carbon_g=9.712e-08, saved_carbon_g=1.8e-08,
+                                              counterfactual_carbon_g=1.151e-07, cost_usd=3.2e-11)],
+                              chart=None, version="0", ledger="sqlite://")
+    assert "0.564 µWh" in html and "0.0971 µg CO2e" in html and "0.0180 µg CO2e" in html and "0.115 µg CO2e" in html
+    body = re.sub(r"<style.*?</style>", "", html, flags=re.S)
+    assert not E_NOTATION.search(body), E_NOTATION.search(body)
+
+
+def test_the_csv_keeps_small_figures_exactly_in_base_units():
+    """runs.csv keeps kWh and grams as recorded: a µWh run is not rounded to 1e-09, and 0.1 + 0.2 is 0.3."""
+    text = render.write_csv(render.run_rows([record(energy_kwh=5.643e-10, carbon_g=0.1 + 0.2)]), render.RUN_COLUMNS)
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert float(row["energy_kwh"]) == 5.643e-10 and row["carbon_g"] == "0.3"
+
+
+PRICED = dict(price_currency="EUR", price_source="entsoe", expected_price_per_mwh=60.0, price_per_mwh=58.0,
+              counterfactual_price_per_mwh=110.0, expected_energy_cost=0.09, energy_cost=0.087,
+              counterfactual_energy_cost=0.165, saved_energy_cost=0.078)
+
+
+def test_the_pages_show_the_energy_cost_and_its_saving_next_to_carbon():
+    """A priced decision and run show price, cost and cost saved in the price's currency; an unpriced one a dash."""
+    decision = entry(price=58.0, price_at_submission=110.0, cost_change_pct=-47.3, price_currency="EUR")
+    html = render.render_page("task.html.j2", now=NOW, dag_id="catalog", task_id="embed", run_id="scheduled__1",
+                              map_index=-1, notices=[], latest=decision, trail=[decision], records=[record(**PRICED)],
+                              chart=None, version="0", ledger="sqlite://")
+    plan = re.search(r'<dl class="facts plan">.*?</dl>', html, re.S).group(0)
+    assert "58.00 EUR/MWh" in plan and "at submission 110.00 EUR/MWh" in plan and "-47.3 %" in plan
+    facts = re.search(r'<dl class="facts record">.*?</dl>', html, re.S).group(0)
+    assert "0.0870 EUR at 58.00 EUR/MWh" in facts and "0.0780 EUR (would have been 0.1650 EUR" in facts
+    records = [record(**PRICED), record()]
+    page = overview(waiting=[{"entry": decision, "overdue": False}], runs=render.run_rows(records), runs_total=2,
+                    totals_dag=render.totals(records, "dag"), totals_team=[])
+    runs = re.search(r'<table class="runs">.*?</table>', page, re.S).group(0)
+    assert "0.0870 EUR" in runs and "0.0780 EUR" in runs
+    assert "58.0 EUR/MWh (-47.3 %)" in re.search(r'<table class="waiting">.*?</table>', page, re.S).group(0)
+
+
+def test_totals_never_add_two_currencies():
+    """Cost totals are per currency; a group priced in EUR and USD says mixed and sums no cost."""
+    rows = render.totals([record(**PRICED), record(**PRICED), record()], "dag")
+    assert rows[0]["price_currency"] == "EUR" and rows[0]["energy_cost"] == pytest.approx(0.174)
+    mixed = render.totals([record(**PRICED), record(**{**PRICED, "price_currency": "USD"})], "dag")
+    assert mixed[0]["price_currency"] == "mixed" and mixed[0]["energy_cost"] is None

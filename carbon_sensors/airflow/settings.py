@@ -7,7 +7,10 @@ treats an unreadable option as unset: a broken config never blocks work.
 - ``[carbon_sensors] kill_switch`` or ``CARBON_SENSORS_KILL_SWITCH=1``: every gate passes at once;
 - ``[carbon_sensors] force_variable`` (default ``carbon_sensors_force``): the Variable whose patterns
   (``*``, ``dag_id`` or ``dag_id.task_id``) force-start gates; the DAG run conf key of the same name;
-- ``record_decisions``, ``strict_recording``, ``prices_file``, ``ui_source``, ``ui_zones``.
+- ``record_decisions``, ``strict_recording``, ``prices_file``, ``ui_source``, ``ui_zones``, ``shared_cache*``.
+
+An option that was renamed (:data:`carbon_sensors.renames.RENAMED_OPTIONS`) is still read by its old
+name, with a :class:`~carbon_sensors.errors.RenamedSettingWarning` naming the new one; the new one wins.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from typing import Any
 
 from carbon_sensors.overrides import Override, kill_switch_from_env, match_force
+from carbon_sensors.renames import RENAMED_OPTIONS, resolve_renamed
 
 __all__ = [
     "FORCE_CONF_KEY",
@@ -25,6 +29,7 @@ __all__ = [
     "ledger_url",
     "match_force_variable",
     "match_run_conf",
+    "option_name",
     "prices_file",
     "read_force_variable",
     "record_decisions",
@@ -40,13 +45,25 @@ _OFF = ("0", "false", "no", "off")
 
 
 def conf(key: str, fallback: Any = None) -> Any:
-    """``[carbon_sensors] key``, or ``fallback`` when it is unset or cannot be read."""
+    """``[carbon_sensors] key`` (or an old name of it), else ``fallback`` when it is unset, empty or unreadable."""
     try:
         from airflow.sdk.configuration import conf as airflow_conf
-
-        return airflow_conf.get("carbon_sensors", key, fallback=fallback)
-    except Exception:  # noqa: BLE001 - an unreadable option is an unset one
+    except Exception:  # noqa: BLE001 - no Airflow configuration: every option is unset
         return fallback
+
+    def read(option: str) -> Any:
+        try:
+            return airflow_conf.get("carbon_sensors", option, fallback=None)
+        except Exception:  # noqa: BLE001 - an unreadable option is an unset one
+            return None
+
+    value = resolve_renamed(key, read, RENAMED_OPTIONS, describe=option_name)
+    return fallback if value is None else value
+
+
+def option_name(key: str) -> str:
+    """How messages name an option: ``[carbon_sensors] key (AIRFLOW__CARBON_SENSORS__KEY)``."""
+    return f"[carbon_sensors] {key} (AIRFLOW__CARBON_SENSORS__{key.upper()})"
 
 
 def ledger_url() -> str | None:
@@ -73,13 +90,11 @@ def kill_switch() -> Override | None:
     """The global kill switch, from the environment or Airflow's ``[carbon_sensors] kill_switch``."""
     if (switch := kill_switch_from_env()) is not None:
         return switch
-    try:
-        from airflow.sdk.configuration import conf as airflow_conf
-
-        if airflow_conf.getboolean("carbon_sensors", "kill_switch", fallback=False):
-            return Override("kill_switch", "the kill switch [carbon_sensors] kill_switch is on")
-    except Exception as exc:  # noqa: BLE001 - a broken config must not block work
-        log.warning("cannot read [carbon_sensors] kill_switch (%s); treating it as off", exc)
+    value = str(conf("kill_switch", "False")).split("#")[0].strip().lower()
+    if value in _ON or value == "t":
+        return Override("kill_switch", "the kill switch [carbon_sensors] kill_switch is on")
+    if value not in _OFF and value != "f":
+        log.warning("cannot read [carbon_sensors] kill_switch (%r is not True or False); treating it as off", value)
     return None
 
 

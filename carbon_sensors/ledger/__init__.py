@@ -1,4 +1,5 @@
 """The run ledger: one row per task try in SQL (an SQLite file by default, PostgreSQL in production).
+Core: the adapters, the CLI and the UI import it; it never imports Airflow or Prefect.
 
 >>> from datetime import datetime, timezone
 >>> from carbon_sensors.records import RunKey, RunRecord

@@ -20,7 +20,7 @@ SCHEMA_TABLE = "carbon_sensors_schema"
 RUNS_TABLE = "carbon_sensors_runs"
 DECISIONS_TABLE = "carbon_sensors_decisions"
 #: The schema version this package writes; see ``_MIGRATIONS``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class _UTCDateTime(sa.types.TypeDecorator):
@@ -90,6 +90,19 @@ _REPORT_COLUMNS: tuple[tuple[str, type[sa.types.TypeEngine]], ...] = (
 )
 _REPORT_INDEXES = ("ix_carbon_sensors_runs_dag_task", "ix_carbon_sensors_runs_status")
 
+#: v4: the market energy price next to carbon, on runs and on decisions (figures per MWh in ``price_currency``).
+_RUN_PRICE_COLUMNS: tuple[tuple[str, type[sa.types.TypeEngine]], ...] = (
+    ("price_currency", sa.Text), ("price_source", sa.Text),
+    *((name, sa.Double) for name in (
+        "expected_price_per_mwh", "price_per_mwh", "counterfactual_price_per_mwh", "expected_energy_cost",
+        "energy_cost", "counterfactual_energy_cost", "saved_energy_cost",
+    )),
+)
+_DECISION_PRICE_COLUMNS: tuple[tuple[str, type[sa.types.TypeEngine]], ...] = (
+    ("price", sa.Double), ("price_at_submission", sa.Double), ("cost_change_pct", sa.Double),
+    ("price_currency", sa.Text),
+)
+
 
 def _runs_table(metadata: sa.MetaData, version: int) -> sa.Table:
     """``carbon_sensors_runs`` as schema ``version`` has it."""
@@ -104,6 +117,8 @@ def _runs_table(metadata: sa.MetaData, version: int) -> sa.Table:
             sa.Index(_REPORT_INDEXES[0], "dag_id", "task_id", "status", "ended_at"),
             sa.Index(_REPORT_INDEXES[1], "status", "started_at"),
         ]
+    if version >= 4:
+        columns += [sa.Column(name, kind()) for name, kind in _RUN_PRICE_COLUMNS]
     return sa.Table(RUNS_TABLE, metadata, *columns, *extras)
 
 
@@ -118,12 +133,14 @@ def _schema_table(metadata: sa.MetaData) -> sa.Table:
 
 #: v3: the columns of a decision after the key; see :class:`DecisionEntry`.
 _DECISION_DATETIMES = ("decided_at", "planned_start", "latest_start", "deadline", "next_check", "submitted_at")
-_DECISION_NUMBERS = ("expected_duration_s", "intensity", "intensity_at_submission", "saving_pct")
+_DECISION_NUMBERS = ("expected_duration_s", "intensity", "intensity_at_submission", "saving_pct", "price",
+                     "price_at_submission", "cost_change_pct")
 
 
-def _decisions_table(metadata: sa.MetaData) -> sa.Table:
-    """``carbon_sensors_decisions`` (v3): the run key, when and what a gate decided, and the plan behind it."""
+def _decisions_table(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> sa.Table:
+    """``carbon_sensors_decisions`` (v3): the run key, when and what a gate decided, and the plan behind it; v4 adds price."""
     text, moment = sa.Text, _UTCDateTime
+    prices = [sa.Column(name, kind()) for name, kind in _DECISION_PRICE_COLUMNS] if version >= 4 else []
     return sa.Table(
         DECISIONS_TABLE, metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -138,9 +155,10 @@ def _decisions_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("reason", text, nullable=False),
         sa.Column("zone", sa.String(64)),
         *(sa.Column(name, moment()) for name in _DECISION_DATETIMES if name != "decided_at"),
-        *(sa.Column(name, sa.Double) for name in _DECISION_NUMBERS),
+        *(sa.Column(name, sa.Double) for name in _DECISION_NUMBERS[:4]),
         sa.Column("signal", sa.String(16)), sa.Column("source", text), sa.Column("source_spec", text),
         sa.Column("forced_reason", text), sa.Column("fallback", text), sa.Column("origin", sa.String(16)),
+        *prices,
         sa.UniqueConstraint(*_KEY_FIELDS, "decided_at", "status", name="uq_carbon_sensors_decisions_key"),
         sa.Index("ix_carbon_sensors_decisions_status", "status", "latest_start"),
         sa.Index("ix_carbon_sensors_decisions_decided_at", "decided_at"),
@@ -186,12 +204,20 @@ def _migrate_to_v2(conn: Connection) -> None:
 def _migrate_to_v3(conn: Connection) -> None:
     """v3: the decision trail, one row per gate decision (each re-plan), next to the run records."""
     metadata = sa.MetaData()
-    _decisions_table(metadata)
+    _decisions_table(metadata, 3)
     metadata.create_all(conn, checkfirst=True)
 
 
+def _migrate_to_v4(conn: Connection) -> None:
+    """v4: market price and energy cost columns on runs and decisions (empty for older rows: no price was known)."""
+    for table, columns in ((RUNS_TABLE, _RUN_PRICE_COLUMNS), (DECISIONS_TABLE, _DECISION_PRICE_COLUMNS)):
+        for name, kind in columns:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind().compile(dialect=conn.dialect)}")
+
+
 #: ``_MIGRATIONS[n]`` takes the schema from version n to n + 1, inside one transaction.
-_MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2, _migrate_to_v3)
+_MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2, _migrate_to_v3,
+                                                         _migrate_to_v4)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 

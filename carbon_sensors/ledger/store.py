@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from carbon_sensors.clock import Clock, default_clock
 from carbon_sensors.errors import ConfigurationError, LedgerError, LedgerSchemaError
 from carbon_sensors.ledger.schema import _MIGRATIONS, SCHEMA, SCHEMA_TABLE, SCHEMA_VERSION
+from carbon_sensors.renames import env_setting
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["LEDGER_URL_ENV", "SPOOL_DIR_ENV", "Store", "default_ledger_url", "default_spool_dir", "mask_url"]
@@ -47,7 +48,7 @@ def _data_dir() -> Path:
 
 def default_ledger_url() -> str:
     """``$CARBON_SENSORS_LEDGER_URL``, else an SQLite file under ``$AIRFLOW_HOME`` or ``~/.local/share/carbon-sensors``."""
-    url = os.environ.get(LEDGER_URL_ENV, "").strip()
+    url = (env_setting(LEDGER_URL_ENV) or "").strip()
     if url:
         return url
     return f"sqlite:///{(_data_dir() / _DEFAULT_FILE).absolute()}"
@@ -55,7 +56,7 @@ def default_ledger_url() -> str:
 
 def default_spool_dir() -> Path:
     """``$CARBON_SENSORS_SPOOL_DIR``, else ``carbon_sensors_spool/`` next to the default SQLite file."""
-    path = os.environ.get(SPOOL_DIR_ENV, "").strip()
+    path = (env_setting(SPOOL_DIR_ENV) or "").strip()
     return Path(path).expanduser() if path else _data_dir() / _DEFAULT_SPOOL
 
 
@@ -76,7 +77,7 @@ class Store:
     def __init__(self, url: str | None = None, *, spool_dir: str | os.PathLike[str] | None = None,
                  clock: Clock | None = None) -> None:
         self.url = url if url is not None else default_ledger_url()
-        self._default_file = url is None and not os.environ.get(LEDGER_URL_ENV, "").strip()
+        self._default_file = url is None and not (env_setting(LEDGER_URL_ENV) or "").strip()
         try:
             self._url = sa.engine.make_url(self.url)
         except sa.exc.ArgumentError:

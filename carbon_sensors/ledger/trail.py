@@ -27,7 +27,8 @@ DECISION_STATUSES: tuple[str, ...] = ("wait", "go", "forced", "error")
 class DecisionEntry:
     """One decision a gate made for one task try; a try's decision trail is its entries, oldest first.
 
-    Times are aware UTC. Intensities are window means in gCO2eq/kWh of ``signal``. ``origin`` says
+    Times are aware UTC. Intensities are window means in gCO2eq/kWh of ``signal``; prices, where the
+    gate had a price source, window means per MWh in ``price_currency``. ``origin`` says
     which process decided (``worker`` or ``triggerer``). ``source_spec`` is the gate's source as
     JSON (a connection id at most, never a key), so a page can draw the forecast the gate planned on.
 
@@ -59,6 +60,11 @@ class DecisionEntry:
     forced_reason: str | None = None
     fallback: str | None = None
     origin: str | None = None
+    #: the planned window's mean price and starting-at-submission's, per MWh in ``price_currency``
+    price: float | None = None
+    price_at_submission: float | None = None
+    cost_change_pct: float | None = None
+    price_currency: str | None = None
 
     @classmethod
     def from_event(cls, key: RunKey, event: Mapping[str, Any], **extra: Any) -> DecisionEntry:

@@ -1,4 +1,5 @@
 """Energy and tokens of a task's work: wrap the work in a :class:`Meter`.
+Core: the recorder and both adapters import it; it never imports Airflow or Prefect.
 
 >>> from carbon_sensors.metering import Meter, MeterSettings, record_tokens
 >>> with Meter(settings=MeterSettings(gpu=False)) as meter:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from carbon_sensors.errors import ConfigurationError
 from carbon_sensors.records import ComponentEnergy
+from carbon_sensors.renames import env_setting
 
 __all__ = [
     "DEFAULT_MEMORY_WATTS_PER_GB",
@@ -78,8 +79,8 @@ def _valid_watts(value: float, name: str) -> float:
 
 
 def _from_env(environ: Mapping[str, str], name: str) -> float | None:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = env_setting(name, environ)
+    if raw is None:
         return None
     try:
         value = float(raw)

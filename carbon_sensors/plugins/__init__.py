@@ -1,4 +1,5 @@
 """The Airflow UI page, the decision trail writer, metrics and the sensor's extra link.
+Airflow adapter: Airflow loads it by entry point, the triggers write the trail; the core and Prefect never import it.
 
 - ``plugin.py``: ``CarbonSensorsPlugin``, registered through the ``airflow.plugins`` entry point: a
   FastAPI app under ``/carbon-sensors`` (every route needs a signed-in Airflow user), a "Carbon"

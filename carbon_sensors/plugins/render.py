@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from carbon_sensors.ledger import DecisionEntry
 from carbon_sensors.records import RunRecord
 from carbon_sensors.report import neutralise_csv_cell
+from carbon_sensors.units import Unit, carbon_unit, energy_unit, format_carbon, format_energy, plain_number
 
 __all__ = [
     "RUN_COLUMNS",
@@ -62,17 +63,37 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _unknown(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def fmt_number(value: float | int | None, digits: int = 2) -> str:
-    """A number for people: thousands separated, ``digits`` decimals (fewer for large values); en dash when unknown."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A number for people: thousands separated, ``digits`` decimals (fewer for large values, two
+    significant digits for tiny ones, never e-notation); en dash when unknown."""
+    if _unknown(value):
         return UNKNOWN
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:.2g}"
+        return plain_number(value, 2)
     return f"{value:,.{digits}f}"
+
+
+def fmt_energy(kwh: float | None) -> str:
+    """One energy in the unit it needs (``12.3 Wh``); en dash when unknown."""
+    return UNKNOWN if _unknown(kwh) else format_energy(kwh)
+
+
+def fmt_carbon(grams: float | None) -> str:
+    """One carbon mass in the unit it needs (``450 mg``); en dash when unknown."""
+    return UNKNOWN if _unknown(grams) else format_carbon(grams)
+
+
+def fmt_in(value: float | None, unit: Unit) -> str:
+    """``value`` (base units) as a number in a column's ``unit``, without the symbol; en dash when unknown."""
+    return UNKNOWN if _unknown(value) else unit.number(value)
 
 
 def fmt_duration(value: float | timedelta | None) -> str:
@@ -298,11 +319,13 @@ def chart_svg(chart: ZoneChart) -> str:
 RUN_COLUMNS: tuple[str, ...] = (
     "started_at", "ended_at", "dag_id", "task_id", "run_id", "try_number", "map_index", "status", "team", "project",
     "cost_centre", "zone", "duration_s", "delay_s", "energy_kwh", "energy_measured", "carbon_g", "saved_carbon_g",
-    "carbon_signal", "carbon_basis", "tokens", "cost_usd", "forced", "forced_reason",
+    "carbon_signal", "carbon_basis", "tokens", "cost_usd", "energy_cost", "saved_energy_cost", "price_currency", "forced",
+    "forced_reason",
 )
 #: The columns of the totals tables and of ``totals.csv`` after the group column.
 TOTAL_COLUMNS: tuple[str, ...] = (
-    "carbon_signal", "runs", "energy_kwh", "carbon_g", "saved_carbon_g", "saved_pct", "tokens", "cost_usd", "forced",
+    "carbon_signal", "runs", "energy_kwh", "carbon_g", "saved_carbon_g", "saved_pct", "tokens", "cost_usd", "energy_cost",
+    "saved_energy_cost", "price_currency", "forced",
 )
 
 
@@ -317,7 +340,8 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "duration_s": r.duration_s, "delay_s": r.delay_s, "energy_kwh": r.energy_kwh,
             "energy_measured": r.energy_measured, "carbon_g": r.carbon_g, "saved_carbon_g": r.saved_carbon_g,
             "carbon_signal": r.carbon_signal, "carbon_basis": r.carbon_basis, "tokens": r.total_tokens,
-            "cost_usd": r.cost_usd, "forced": r.forced, "forced_reason": r.forced_reason,
+            "cost_usd": r.cost_usd, "energy_cost": r.energy_cost, "saved_energy_cost": r.saved_energy_cost,
+            "price_currency": r.price_currency, "forced": r.forced, "forced_reason": r.forced_reason,
         })
     epoch = datetime.min.replace(tzinfo=UTC)
     rows.sort(key=lambda row: row["started_at"] or epoch, reverse=True)
@@ -335,7 +359,8 @@ def totals(records: Iterable[RunRecord], by: str) -> list[dict[str, Any]]:
 
     Grams of average and marginal intensity are never added up: each signal is a row of its own.
     An unknown team or signal is ``unknown``. ``saved_pct`` is saved / (carbon + saved) over the
-    records that know both.
+    records that know both. Energy cost is summed in the price source's currency; a group whose runs
+    were priced in more than one has ``price_currency`` ``mixed`` and no cost figure.
     """
     if by not in ("dag", "team"):
         raise ValueError(f"totals are by 'dag' or 'team', not {by!r}")
@@ -345,7 +370,8 @@ def totals(records: Iterable[RunRecord], by: str) -> list[dict[str, Any]]:
         signal = r.carbon_signal or "unknown"
         g = groups.setdefault((name, signal), {
             by: name, "carbon_signal": signal, "runs": 0, "energy_kwh": None, "carbon_g": None, "saved_carbon_g": None,
-            "tokens": 0, "cost_usd": None, "forced": 0, "_saved": 0.0, "_base": 0.0,
+            "tokens": 0, "cost_usd": None, "energy_cost": None, "saved_energy_cost": None, "forced": 0, "_saved": 0.0,
+            "_base": 0.0, "_currencies": set(),
         })
         g["runs"] += 1
         g["energy_kwh"] = _add(g["energy_kwh"], r.energy_kwh)
@@ -353,6 +379,10 @@ def totals(records: Iterable[RunRecord], by: str) -> list[dict[str, Any]]:
         g["saved_carbon_g"] = _add(g["saved_carbon_g"], r.saved_carbon_g)
         g["tokens"] += r.total_tokens
         g["cost_usd"] = _add(g["cost_usd"], r.cost_usd)
+        if r.price_currency is not None:
+            g["_currencies"].add(r.price_currency)
+            g["energy_cost"] = _add(g["energy_cost"], r.energy_cost)
+            g["saved_energy_cost"] = _add(g["saved_energy_cost"], r.saved_energy_cost)
         g["forced"] += int(bool(r.forced))
         if r.carbon_g is not None and r.saved_carbon_g is not None:
             g["_saved"] += r.saved_carbon_g
@@ -360,8 +390,11 @@ def totals(records: Iterable[RunRecord], by: str) -> list[dict[str, Any]]:
     out = []
     for key in sorted(groups):
         g = groups[key]
-        saved, base = g.pop("_saved"), g.pop("_base")
+        saved, base, currencies = g.pop("_saved"), g.pop("_base"), g.pop("_currencies")
         g["saved_pct"] = saved / base * 100 if base > 0 else None
+        g["price_currency"] = None if not currencies else currencies.pop() if len(currencies) == 1 else "mixed"
+        if g["price_currency"] == "mixed":
+            g["energy_cost"] = g["saved_energy_cost"] = None
         out.append(g)
     return out
 
@@ -371,8 +404,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
-    if isinstance(value, float):
-        return repr(round(value, 9))
+    if isinstance(value, float):  # 12 significant digits: no float noise, and a µWh run is not rounded away
+        return repr(float(f"{value:.12g}"))
     return neutralise_csv_cell(value)
 
 
@@ -401,8 +434,9 @@ def environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(time=fmt_time, number=fmt_number, duration=fmt_duration)
-    env.globals.update(task_href=task_href, chart_svg=chart_svg)
+    env.filters.update(time=fmt_time, number=fmt_number, duration=fmt_duration, energy=fmt_energy, carbon=fmt_carbon,
+                       in_unit=fmt_in)
+    env.globals.update(task_href=task_href, chart_svg=chart_svg, energy_unit=energy_unit, carbon_unit=carbon_unit)
     return env
 
 

@@ -113,8 +113,21 @@ def decision_entry(
         else round((submitted - planned) / submitted * 100.0, 3),
         signal=p.signal if p else None, source=p.source if p else None,
         source_spec=None if gate is None else _spec(gate.source), forced_reason=decision.forced_reason,
-        fallback=decision.fallback, origin=origin,
+        fallback=decision.fallback, origin=origin, **_prices(p, decision.price_at_submission),
     )
+
+
+def _prices(p: Any, submitted: float | None) -> dict[str, Any]:
+    """The decision's price figures (as in ``Decision.to_event()``), only where its gate had a price source."""
+    if p is None or p.price_currency is None:
+        return {}
+    planned = p.price_planned
+    return {
+        "price": None if planned is None else round(planned, 4),
+        "price_at_submission": None if submitted is None else round(submitted, 4),
+        "cost_change_pct": None if planned is None or not submitted else round((planned - submitted) / abs(submitted) * 100.0, 3),
+        "price_currency": p.price_currency,
+    }
 
 
 _specs: dict[int, tuple[Any, dict[str, Any]]] = {}

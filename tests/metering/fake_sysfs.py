@@ -53,7 +53,11 @@ class PowercapTree:
         """Move a counter: ``zone`` is ``"intel-rapl:0"`` or ``"intel-rapl:0:2"``."""
         parts = zone.split(":")
         path = self.root / zone if len(parts) == 2 else self.root / f"intel-rapl:{parts[1]}" / zone
-        (path / "energy_uj").write_text(f"{energy_uj}\n")
+        # sysfs hands a reader the whole value or the old one, never an empty file: write beside it and
+        # rename over it, so a sampler thread reading at the same moment sees what the kernel would show.
+        staged = path / "energy_uj.new"
+        staged.write_text(f"{energy_uj}\n")
+        os.replace(staged, path / "energy_uj")
 
 
 def two_socket_server(root: Path, *, dram: bool = True) -> PowercapTree:

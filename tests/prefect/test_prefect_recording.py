@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,6 +56,7 @@ def test_a_deployed_run_writes_its_record_and_a_table_artifact(client, tmp_path,
     artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     tables = [a for a in artifacts if a.type == "table"]
     assert tables and "energy_kwh" in str(tables[0].data) and "carbon_g" in str(tables[0].data)
+    assert "Wh" in str(tables[0].data) and not re.search(r"\d[eE][+-]?\d", str(tables[0].data))
 
 
 def test_a_failing_gated_task_is_recorded_as_failed(prefect_api, tmp_path, ledger):
