@@ -148,6 +148,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     import time
 
     from carbon_sensors.planning import Policy
+    from carbon_sensors.price_traces import load_price_traces
     from carbon_sensors.simulate import (
         STRATEGIES,
         WORKLOADS,
@@ -185,10 +186,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         groups = [[by_zone[home], *(by_zone[z] for z in group if z != home)] for home in group]
     else:
         groups = [[t] for t in traces]
+    prices = [p for path in args.price_trace or () for p in load_price_traces(
+        path, currency=args.currency, value_column=args.price_column,
+        timezone=args.timezone)]
     settings = SimulationSettings(
         workloads=tuple(workloads), strategies=strategies or STRATEGIES, sigma24=args.sigma24, rho=args.rho,
         seeds=args.seeds, overrun=Overrun.parse(args.overrun), archive=args.forecast_archive,
-        policy=Policy(min_saving_pct=args.min_saving_pct),
+        forecast_model=args.forecast_model, price_sigma24=args.price_sigma24, power_kw=args.power_kw,
+        policy=_simulate_policy(args, Policy, prices),
     )
     started = time.monotonic()
 
@@ -202,15 +207,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"\rsimulating [{bar:<{width}}] {done}/{total} units, {elapsed:.0f}s elapsed, ~{eta:.0f}s left",
               end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    out = simulate(groups, settings, workers=args.workers, progress=progress)
+    out = simulate(groups, settings, prices=prices, workers=args.workers, progress=progress)
     if args.plot:
         _plot(out, args.plot)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
-    print(out["forecast_model"])
-    header = ("workload", "strategy", "saving", "of oracle", "misses", "caused", "delay h", "forced")
-    print("{:<20} {:<15} {:>7} {:>9} {:>6} {:>6} {:>7} {:>6}".format(*header))
+    print(f"Forecast model: {out['forecast_model']}")
+    priced = "prices" in out
+    if priced:
+        print(f"Price forecasts: {out['prices']['forecast_model']}; planned on by: "
+              f"{', '.join(out['prices']['planned_on_prices']) or 'none (this planner takes no prices)'}")
+    header = ("workload", "strategy", "saving_pct", "of_oracle", "misses", "caused_misses", "mean_delay_h",
+              "forced_pct", *(("cost_saving_pct", "mean_price") if priced else ()), "zones")
+    row_format = "{:<20} {:<15} {:>10} {:>9} {:>6} {:>13} {:>12} {:>10}" + (" {:>15} {:>10}" if priced else "") + "  {}"
+    print(row_format.format(*header))
     totals: dict[tuple[str, str], list] = {}
     for row in out["results"]:
         totals.setdefault((row["workload"], row["strategy"]), []).append(row)
@@ -218,16 +229,55 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         summary = out["summary"][workload][strategy]
         jobs = sum(r["jobs"] for r in rows)
         fraction = summary["fraction_of_oracle"]
-        print(
-            f"{workload:<20} {strategy:<15} {summary['savings_vs_now'] * 100:6.1f}% "
-            f"{'' if fraction is None else f'{fraction:9.3f}':>9} {sum(r['deadline_misses'] for r in rows):6d} "
-            f"{sum(r['caused_misses'] for r in rows):6d} {sum(r['mean_delay_h'] * r['jobs'] for r in rows) / jobs:7.1f} "
-            f"{sum(r['forced_rate'] * r['jobs'] for r in rows) / jobs * 100:5.1f}%"
-        )
+        zones = ",".join(sorted({r["zone"] for r in rows})) + (" (one group)" if args.zones_group else "")
+        print(row_format.format(
+            workload, strategy, f"{summary['savings_vs_now'] * 100:.1f}%", "" if fraction is None else f"{fraction:.3f}",
+            sum(r["deadline_misses"] for r in rows), sum(r["caused_misses"] for r in rows),
+            f"{sum(r['mean_delay_h'] * r['jobs'] for r in rows) / jobs:.1f}",
+            f"{sum(r['forced_rate'] * r['jobs'] for r in rows) / jobs * 100:.1f}%",
+            *((f"{summary['cost_savings_vs_now'] * 100:.1f}%",
+               f"{sum(r['mean_price'] * r['jobs'] for r in rows) / jobs:.2f}") if priced else ()), zones,
+        ))
+    print("saving_pct: mean intensity saved against starting at once; of_oracle: the share of the saving "
+          "perfect foresight gets;\nmisses: deadlines missed; caused_misses: those that starting at once would "
+          "have met; mean_delay_h: mean wait;\nforced_pct: jobs started at their latest start, the deadline "
+          "winning over the forecast; zones: the traces' zones"
+          + (", each job free to run in any of them (--zones-group)." if args.zones_group else "."))
+    if priced:
+        print(f"cost_saving_pct: energy cost saved against starting at once; mean_price: the mean actual price "
+              f"over each job's run ({out['prices']['unit']}).")
     return 0
 
 
+def _simulate_policy(args: argparse.Namespace, policy_type: type, prices: Sequence) -> object:
+    """The simulate command's Policy, with the price settings this planner's Policy takes."""
+    from dataclasses import fields
+
+    knobs = {name: value for name, value in (
+        ("max_cost_increase_pct", args.max_cost_increase_pct), ("objective", args.objective),
+        ("max_intensity", args.max_intensity), ("carbon_price_per_tonne", args.carbon_price_per_tonne),
+    ) if value is not None}
+    known = {f.name for f in fields(policy_type)}
+    unknown = [name for name in knobs if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"{', '.join('--' + n.replace('_', '-') for n in unknown)}: this carbon-sensors' planner does not take "
+            "price settings yet; upgrade carbon-sensors, or drop them to backtest carbon only")
+    if knobs and prices and "currency" in known:
+        knobs["currency"] = args.currency or prices[0].actual.currency
+    return policy_type(min_saving_pct=args.min_saving_pct, **knobs)
+
+
 def _plot(out: dict, path: str) -> None:
+    fig = plot_figure(out)
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def plot_figure(out: dict):
+    """The backtest's bar chart (a matplotlib Figure): saving vs starting at once, per workload and strategy."""
     try:
         import matplotlib
 
@@ -247,10 +297,10 @@ def _plot(out: dict, path: str) -> None:
     ax.set_xticks([i + width * (len(strategies) - 1) / 2 for i in range(len(workloads))], workloads, fontsize=8)
     ax.set_ylabel("carbon saved vs starting at once (%)")
     ax.set_title(f"Backtest: {out['settings']['sigma24']} forecast error at 24 h, {out['settings']['seeds']} seed(s)")
-    ax.legend(fontsize=8)
+    ax.margins(y=0.15)  # room above the tallest bar's label
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the bars, never on a label
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def _when(text: str, now: datetime, option: str) -> datetime:
@@ -284,7 +334,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"no runs in the ledger at {mask_url(ledger.url)} since {since:%Y-%m-%d %H:%M} UTC")
         return 0
     table = build_report(records, by=args.by)
-    write_report(table, args.format, args.out)
+    write_report(table, args.format, args.out, wide=args.wide)
     if args.out is not None:
         print(f"wrote {args.out}: {len(table)} rows from {len(records)} runs")
     return 0
@@ -380,11 +430,30 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--sigma24", type=float, default=0.10, help="forecast error (1 sigma, relative) at 24 h")
     sim.add_argument("--rho", type=float, default=0.9, help="hour-to-hour correlation of forecast errors")
     sim.add_argument("--seeds", type=int, default=3)
-    sim.add_argument("--strategies", default="now,commit_once,carbon_sensors,oracle")
+    sim.add_argument("--strategies", default="now,commit_once,replan,carbon_sensors,oracle",
+                     help="comma-separated, from now, commit_once, replan, carbon_sensors, oracle (default: all)")
+    sim.add_argument("--forecast-model", default="mmfe",
+                     help="mmfe (default: martingale forecast evolution) or fixed (the earlier model, for comparison)")
     sim.add_argument("--overrun", default="none", help="none, or lognormal:p95=1.5")
     sim.add_argument("--zones-group", help="zones a workload may run in (spatial shifting), e.g. DE,GB")
     sim.add_argument("--forecast-archive", help="real forecasts (issued_at,target_time,value) instead of the model")
     sim.add_argument("--min-saving-pct", type=float, default=3.0, help="the planner's minimum saving (default 3)")
+    sim.add_argument("--price-trace", action="append",
+                     help="hourly market prices (CSV/Parquet, per MWh) for a --trace's zone, matched by zone; repeat")
+    sim.add_argument("--price-column", help="the price trace's price column (default: recognised by name)")
+    sim.add_argument("--currency", help="the price traces' and the policy's currency, e.g. USD (default: as the "
+                                        "traces' column names say); never converted")
+    sim.add_argument("--price-sigma24", type=float, default=0.10,
+                     help="price forecast error (1 sigma) at 24 h, relative to the price level (default 0.10)")
+    sim.add_argument("--power-kw", type=float, default=1.0,
+                     help="each job's mean power draw, for its energy and energy cost (default 1 kW)")
+    sim.add_argument("--max-cost-increase-pct", type=float,
+                     help="the cleanest window whose expected energy cost is within this %% of starting now")
+    sim.add_argument("--objective", choices=["carbon", "cost"], help="what the planner minimises (default carbon)")
+    sim.add_argument("--max-intensity", type=float,
+                     help="with --objective cost: the cheapest window whose intensity stays under this (g/kWh)")
+    sim.add_argument("--carbon-price-per-tonne", type=float,
+                     help="an internal carbon price (per tonne CO2eq, in the currency) folding carbon into cost")
     sim.add_argument("--workers", type=int, help="processes (default: all cores)")
     sim.add_argument("--json", action="store_true", help="print the full JSON")
     sim.add_argument("--plot", help="write a bar chart of the savings to this PNG")
@@ -396,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", default="dag", choices=["dag", "task", "team", "zone", "project"])
     report.add_argument("--format", default="table", choices=["table", "csv", "parquet", "json"])
     report.add_argument("--out", help="write to this file (needed for parquet; default: stdout)")
+    report.add_argument("--wide", action="store_true",
+                        help="every column in the table (tokens by kind, per-1k-token figures, delay, measured share)")
     report.add_argument("--ledger", help="the ledger's URL (default: CARBON_SENSORS_LEDGER_URL or the SQLite file)")
     report.set_defaults(func=_cmd_report)
 

@@ -16,14 +16,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from carbon_sensors import timeutil
 from carbon_sensors.errors import ConfigurationError
 
 __all__ = ["Span", "cli_wording", "parse_moment", "parse_span"]
 
-_SPAN = re.compile(
-    r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*$"
-)
-_SPAN_EXAMPLES = "90m, 90min, 1h30m, 2d or 3600 (seconds)"
 
 
 class Span(timedelta):
@@ -44,19 +41,16 @@ class Span(timedelta):
 
 
 def parse_span(text: str, option: str = "the duration") -> Span:
-    """``90m``, ``90min``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, keeping the spelling."""
+    """``90m``, ``90min``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, keeping the spelling.
+
+    The grammar is :func:`carbon_sensors.timeutil.parse_span`'s; this adds the CLI's hints.
+    """
     try:
-        return Span(timedelta(seconds=float(text)), text)
-    except ValueError:
-        pass
-    match = _SPAN.match(text.lower())
-    if not match or not any(match.groups()):
-        hint = ""
-        if text.strip().startswith("+") and _SPAN.match(text.strip()[1:].lower()):
-            hint = f" (a duration takes no '+': {option} {text.strip()[1:]})"
-        raise ConfigurationError(f"cannot read {option} {text!r}; write e.g. {_SPAN_EXAMPLES}{hint}")
-    days, hours, minutes = (float(g) if g else 0.0 for g in match.groups())
-    return Span(timedelta(days=days, hours=hours, minutes=minutes), text)
+        return Span(timeutil.parse_span(text, option), text)
+    except ConfigurationError as exc:
+        if text.strip().startswith("+") and timeutil.is_span(text.strip()[1:]):
+            raise ConfigurationError(f"{exc} (a duration takes no '+': {option} {text.strip()[1:]})") from None
+        raise
 
 
 def parse_moment(text: str | None, now: datetime, option: str) -> datetime:
@@ -69,7 +63,7 @@ def parse_moment(text: str | None, now: datetime, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        if _SPAN.match(text.lower()) and any(_SPAN.match(text.lower()).groups()):
+        if timeutil.is_span(text):
             raise ConfigurationError(
                 f"{option} {text} is a duration, not a time; for {text} from now write {option} +{text}"
             ) from None

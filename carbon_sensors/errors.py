@@ -21,7 +21,7 @@
         └── PricingError        a model or price is missing from the price table (also a ValueError)
 
 A recording error never fails the task unless the DAG author asked for strict recording; a shared-cache
-error never does.
+error never does. One warning: ``RenamedSettingWarning`` (a FutureWarning), a setting read by its old name.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ __all__ = [
     "LedgerSchemaError",
     "PricingError",
     "RecordingError",
+    "RenamedSettingWarning",
     "SharedCacheError",
     "SignalMismatchError",
     "SourceAuthError",
     "SourceDataError",
+    "SourceSettingsError",
     "SourceError",
     "SourceUnavailableError",
     "UnknownZoneError",
@@ -89,6 +91,15 @@ class SourceDataError(SourceError):
     """A source's data is malformed."""
 
 
+class SourceSettingsError(ConfigurationError, SourceDataError):
+    """A source's settings do not match what it reads: a column the file does not have.
+
+    A configuration error first: it fails the task instead of starting it by ``on_source_error``
+    (a gate that already waits handles it as a source failure). Also a :class:`SourceDataError`,
+    which it was before it had a name of its own.
+    """
+
+
 class SourceAuthError(SourceError):
     """The source refused the credentials; the message names the connection to fix."""
 
@@ -126,3 +137,11 @@ class LedgerSchemaError(LedgerError):
 
 class PricingError(RecordingError, ValueError):
     """A price is missing (e.g. an unknown model in the token price table) or invalid."""
+
+
+class RenamedSettingWarning(FutureWarning):
+    """A setting was read by a name it has been renamed from; the message names the new one.
+
+    A FutureWarning, so that it shows by default: those who set configuration read it, not only
+    those who write code (see :mod:`carbon_sensors.renames`).
+    """

@@ -2,7 +2,7 @@
 
 - :class:`FrozenClock`: time stands still until the test moves it; ``sleep`` moves it.
 - :class:`CompressedClock`: time runs ``factor`` times faster than the wall clock (the demo uses
-  3600: an hour a second); ``sleep`` sleeps ``seconds / factor`` for real.
+  3600: an hour a second) from the first wait on it; ``sleep`` sleeps ``seconds / factor`` for real.
 - :func:`use_clock`: install a clock for the whole process, so gates and triggers created by a
   framework (``dag.test()``) use it too.
 
@@ -51,18 +51,33 @@ class FrozenClock:
 
 
 class CompressedClock:
-    """A clock that starts at ``start`` and runs ``factor`` times faster than real time."""
+    """A clock that starts at ``start`` and runs ``factor`` times faster than real time.
 
-    def __init__(self, start: datetime, factor: float = 3600.0) -> None:
+    It stands at ``start`` until something first sleeps on it (a gate's first wait), so the seconds a
+    framework takes to start up (``dag.test()`` parsing the DAG again, a metadata database) are not
+    multiplied into simulated hours before the gate has made its first plan. ``running=True``
+    starts it at once instead, for clocks that several processes must agree on.
+
+    >>> from datetime import datetime, timezone
+    >>> clock = CompressedClock(datetime(2026, 6, 15, 18, tzinfo=timezone.utc), factor=3600)
+    >>> clock.now().hour  # however long ago it was made: time runs from the first wait
+    18
+    """
+
+    def __init__(self, start: datetime, factor: float = 3600.0, *, running: bool = False) -> None:
         if factor <= 0:
             raise ValueError("factor must be positive")
         self.start, self.factor = as_utc(start, "start"), factor
-        self._t0 = time.monotonic()
+        self._t0: float | None = time.monotonic() if running else None
 
     def now(self) -> datetime:
+        if self._t0 is None:
+            return self.start
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.factor)
 
     def sleep(self, seconds: float) -> Awaitable[None]:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         # asyncio.sleep's own coroutine, as SystemClock returns it: no extra frame per sleeping gate,
         # so what a benchmark measures on this clock is what a triggerer holds on the real one.
         return asyncio.sleep(max(0.0, seconds) / self.factor)

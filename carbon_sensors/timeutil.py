@@ -53,14 +53,27 @@ def seconds(value: timedelta | float | int, what: str) -> float:
 _SPAN = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*$")
 
 
-def parse_span(text: str) -> timedelta:
-    """``90m``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, as a timedelta."""
+#: How a span may be written, for error messages.
+SPAN_EXAMPLES = "90m, 90min, 1h30m, 2d or 3600 (seconds)"
+
+
+def is_span(text: str) -> bool:
+    """Whether ``text`` is written as a span (``90m``, ``1h30m``, ``2d``; not a bare number)."""
+    match = _SPAN.match(text.lower())
+    return bool(match and any(match.groups()))
+
+
+def parse_span(text: str, what: str = "the duration") -> timedelta:
+    """``90m``, ``90min``, ``1h30m``, ``2d``, ``1.5h`` or a number of seconds, as a timedelta.
+
+    The one grammar of spans: the CLI, workloads and settings all read them here. ``what`` names the
+    value in the error (``--duration``).
+    """
     try:
         return timedelta(seconds=float(text))
     except ValueError:
         pass
-    match = _SPAN.match(text.lower())
-    if not match or not any(match.groups()):
-        raise ConfigurationError(f"cannot read the duration {text!r}; write e.g. 90m, 1h30m, 2d or 3600")
-    days, hours, minutes = (float(g) if g else 0.0 for g in match.groups())
+    if not is_span(text):
+        raise ConfigurationError(f"cannot read {what} {text!r}; write e.g. {SPAN_EXAMPLES}")
+    days, hours, minutes = (float(g) if g else 0.0 for g in _SPAN.match(text.lower()).groups())
     return timedelta(days=days, hours=hours, minutes=minutes)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = ROOT / ".demo" / "airflow"
+HOME = Path(os.environ.get("DEMO_HOME") or ROOT / ".demo" / "airflow")
 os.environ.update(
     AIRFLOW_HOME=str(HOME),
     AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "example_dags"),
@@ -82,11 +82,20 @@ def main() -> int:
               f" in {elapsed:.1f} s real time")
         if run.state != "success":
             return 1
-    print("\nThe run ledger (carbon-sensors report --by dag; energy is estimated here, no RAPL counters):")
     from carbon_sensors.ledger import Ledger
     from carbon_sensors.report import build_report, write_report
+    from carbon_sensors.units import format_carbon, format_energy
 
-    write_report(build_report(Ledger().records(), by="dag"), "table")
+    records = Ledger().records()
+    print("\nRecorded runs (energy is estimated here: no RAPL counters):")
+    for r in records:
+        if r.energy_kwh is None or r.carbon_g is None:
+            continue
+        saved = f", {format_carbon(r.saved_carbon_g)} saved by waiting" if r.saved_carbon_g is not None else ""
+        print(f"  {r.key.dag_id}.{r.key.task_id}: {format_energy(r.energy_kwh)}, {format_carbon(r.carbon_g)} CO2e "
+              f"({r.carbon_signal} signal){saved}, {r.total_tokens} tokens")
+    print("\nThe run ledger (carbon-sensors report --by dag):")
+    write_report(build_report(records, by="dag"), "table")
     print("\nDone: the gates deferred, re-planned in the triggerer and resumed; one was force-started by its "
           "deadline; the gated task recorded its energy, tokens and carbon.")
     return 0

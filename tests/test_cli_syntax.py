@@ -87,3 +87,22 @@ def test_forecast_hours_gives_that_many_rows_and_bars_show_a_dip(capsys):
     assert "bars start at" in lines[0]
     lo, hi = values.index(min(values)), values.index(max(values))
     assert bars[hi] >= 2 * bars[lo]  # from zero, 450 vs 478 would be 28 vs 30 blocks
+
+
+@pytest.mark.parametrize("text", ["90m", "90min", "1h30m", "2d", "1.5h", "3600", "1d2h3m"])
+def test_the_cli_and_the_core_read_spans_alike(text):
+    """One grammar: the CLI's span is the core's, with the spelling kept."""
+    from carbon_sensors.timeutil import parse_span as core_span
+
+    assert parse_span(text) == core_span(text) and str(parse_span(text)) == text
+
+
+@pytest.mark.parametrize("text", ["soon", "8 hours", "h", ""])
+def test_the_cli_and_the_core_refuse_the_same_spans(text):
+    from carbon_sensors.errors import ConfigurationError
+    from carbon_sensors.timeutil import parse_span as core_span
+
+    with pytest.raises(ConfigurationError, match="90m, 90min, 1h30m, 2d or 3600"):
+        core_span(text)
+    with pytest.raises(ConfigurationError, match="90m, 90min, 1h30m, 2d or 3600"):
+        parse_span(text)

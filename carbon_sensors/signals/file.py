@@ -19,8 +19,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError, UnknownZoneError
+from carbon_sensors.errors import (
+    ConfigurationError,
+    ForecastCoverageError,
+    SourceDataError,
+    SourceSettingsError,
+    UnknownZoneError,
+)
 from carbon_sensors.forecast import SIGNALS, Forecast, Signal
+from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["TIME_COLUMNS", "VALUE_COLUMNS", "FileSource"]
@@ -28,10 +35,14 @@ __all__ = ["TIME_COLUMNS", "VALUE_COLUMNS", "FileSource"]
 TIME_COLUMNS = (
     "datetime_utc", "timestamp_utc", "time_utc", "datetime", "timestamp", "time", "from_utc", "from",
     "period_start", "point_time", "target_time", "start",
+    "datetime (utc)",  # the Electricity Maps Data Portal's CSV download
 )
 VALUE_COLUMNS = (
     "carbon_intensity", "carbon_intensity_gco2eq_per_kwh", "intensity", "ci_lifecycle_gco2eq_per_kwh",
     "ci_direct_gco2eq_per_kwh", "gco2eq_per_kwh", "gco2_per_kwh", "forecast", "actual", "value", "moer",
+    # the Electricity Maps Data Portal's CSV download: life cycle first, as in their API's default
+    "carbon intensity gco₂eq/kwh (life cycle assessment)", "carbon intensity gco₂eq/kwh (lca)",
+    "carbon intensity gco₂eq/kwh (direct)",
 )
 ZONE_COLUMNS = ("zone", "zone_id", "zone_key", "region")
 
@@ -52,6 +63,8 @@ class FileSource:
     """
 
     kind = "file"
+    #: What the value column holds, the names recognised for it, and the example a message gives.
+    _value_what, _value_names, _value_example = "intensity", VALUE_COLUMNS, "carbon_intensity"
 
     def __init__(
         self,
@@ -83,6 +96,23 @@ class FileSource:
         self.refresh_interval = refresh_interval
         self.measured = bool(measured)
         self._cache: tuple[tuple[int, int], dict[str | None, _Series]] | None = None
+        self._check_header()
+
+    def _check_header(self) -> None:
+        """Check the columns against a CSV file's header, when the file is already there (at DAG parse time).
+
+        A file that does not exist yet (an upstream job writes it) is checked when it is read.
+        Parquet is checked when read: its schema needs pyarrow, too heavy for DAG parsing.
+        """
+        if self.path.suffix.lower() != ".csv":
+            return
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f), None)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return  # not readable yet: reading it says why
+        if header:
+            self._columns([h.strip() for h in header])
 
     def check_zone(self, zone: str) -> None:
         if self.zone is not None and zone != self.zone:
@@ -183,23 +213,34 @@ class FileSource:
         lowered = [c.lower() for c in columns]
         if given is not None:
             if given not in columns:
-                raise SourceDataError(f"{self.path} has no {what} column {given!r}; its columns are {', '.join(columns)}")
+                import difflib
+
+                close = difflib.get_close_matches(given, columns, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SourceSettingsError(
+                    f"{self.path} has no {what} column {given!r}; its columns are {', '.join(columns)}{hint}")
             return columns.index(given)
         for name in known:
             if name in lowered:
                 return lowered.index(name)
         return None
 
-    def _parse(self, columns: list[str], rows: list[list[Any]]) -> dict[str | None, _Series]:
+    def _columns(self, columns: list[str]) -> tuple[int, int, int | None]:
+        """The time, intensity and zone columns' positions; a missing one is a settings error."""
         t_i = self._pick(columns, self.time_column, TIME_COLUMNS, "time")
-        v_i = self._pick(columns, self.value_column, VALUE_COLUMNS, "intensity")
+        v_i = self._pick(columns, self.value_column, self._value_names, self._value_what)
         z_i = self._pick(columns, self.zone_column, ZONE_COLUMNS, "zone")
-        missing = [w for w, i in (("time", t_i), ("intensity", v_i)) if i is None]
+        missing = [w for w, i in (("time", t_i), (self._value_what, v_i)) if i is None]
         if missing:
-            raise SourceDataError(
+            raise SourceSettingsError(
                 f"{self.path} has no {' or '.join(missing)} column among {', '.join(columns)}; name them with "
-                f"time_column= and value_column=, or use a common name such as 'datetime_utc' and 'carbon_intensity'"
+                f"time_column= and value_column=, or use a common name such as 'datetime_utc' and {self._value_example!r}"
             )
+        assert t_i is not None and v_i is not None
+        return t_i, v_i, z_i
+
+    def _parse(self, columns: list[str], rows: list[list[Any]]) -> dict[str | None, _Series]:
+        t_i, v_i, z_i = self._columns(columns)
         naive_zone = self.timezone or ("UTC" if "utc" in columns[t_i].lower() else None)
         by_zone: dict[str | None, list[tuple[float, float]]] = {}
         for line, row in enumerate(rows, start=2):
@@ -207,6 +248,7 @@ class FileSource:
                 continue
             raw_value = row[v_i] if v_i < len(row) else None
             if raw_value in ("", None):
+                self._on_missing_value(line, row[t_i] if t_i < len(row) else None)
                 continue  # a gap: the previous point holds until the next one
             if t_i >= len(row) or (z_i is not None and z_i >= len(row)):
                 raise SourceDataError(
@@ -214,10 +256,7 @@ class FileSource:
                     + (" and a zone" if z_i is not None else "")
                 )
             when = self._parse_time(row[t_i], naive_zone, line, columns[t_i])
-            try:
-                value = float(raw_value)
-            except (TypeError, ValueError):
-                raise SourceDataError(f"{self.path} line {line}: intensity {raw_value!r} is not a number") from None
+            value = self._number(raw_value, line, row[t_i])
             zone = None if z_i is None else str(row[z_i])
             by_zone.setdefault(zone, []).append((when, value))
         if not by_zone:
@@ -238,6 +277,16 @@ class FileSource:
             step = _median(steps) if steps else 3600.0
             out[zone] = _Series(starts, tuple(p[1] for p in pairs), step)
         return out
+
+    def _on_missing_value(self, line: int, raw_time: Any) -> None:
+        """A row without a value: a gap, the previous point holds (a subclass may refuse it)."""
+
+    def _number(self, raw_value: Any, line: int, raw_time: Any) -> float:
+        """A cell's value as a float."""
+        try:
+            return float(raw_value)
+        except (TypeError, ValueError):
+            raise SourceDataError(f"{self.path} line {line}: {self._value_what} {raw_value!r} is not a number") from None
 
     def _parse_time(self, raw: Any, naive_zone: str | None, line: int, column: str) -> float:
         if isinstance(raw, datetime):
@@ -294,3 +343,12 @@ def _median(values: list[float]) -> float:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def _file_source(spec: dict[str, Any]) -> FileSource:
+    if not spec.get("path"):
+        raise ConfigurationError("a file source needs a path: {'kind': 'file', 'path': '/data/intensity.csv'}")
+    return FileSource.from_spec(spec)
+
+
+register_source_kind(FileSource.kind, _file_source)

@@ -478,3 +478,57 @@ def test_measured_file_marks_its_points_as_measurements(tmp_path):
     assert source_from_spec(measured.to_spec()) == measured and source_from_spec(measured.to_spec()).measured
     old_row = {k: v for k, v in measured.to_spec().items() if k != "measured"}  # a spec stored by an older version
     assert source_from_spec(old_row).measured is False
+
+
+PORTAL_HEADER = ("Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+                 "Carbon Intensity gCO₂eq/kWh (life cycle assessment),Low Carbon Percentage,Renewable Percentage,"
+                 "Data Source,Data Estimated,Data Estimation Method")
+
+
+def test_an_electricity_maps_data_portal_download_reads_as_it_is(tmp_path):
+    """The portal's hourly CSV (its documented columns): naive UTC times, the life-cycle intensity."""
+    path = tmp_path / "DE_2023_hourly.csv"
+    path.write_text("\n".join([
+        PORTAL_HEADER,
+        "2023-01-01 00:00:00,Germany,Germany,DE,201.5,268.4,61.2,55.1,entsoe.eu,false,",
+        "2023-01-01 01:00:00,Germany,Germany,DE,195.0,262.0,62.0,56.0,entsoe.eu,false,",
+        "2023-01-01 02:00:00,Germany,Germany,DE,190.25,257.75,63.0,57.0,entsoe.eu,true,TIME_SLICER_AVERAGE",
+    ]) + "\n", encoding="utf-8")
+    series = FileSource(path).read_all("DE")
+    assert series.values == (268.4, 262.0, 257.75)
+    assert series.starts_s[0] == datetime(2023, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_a_misspelt_column_fails_when_the_dag_is_parsed(tmp_path):
+    """The file is there when the DAG is parsed: a misspelt column is a configuration error at once, with a hint."""
+    from carbon_sensors.errors import ConfigurationError
+
+    path = write(tmp_path / "ci.csv", "ts,intensity\n2026-01-01T00:00:00Z,1\n")
+    with pytest.raises(ConfigurationError, match=r"no intensity column 'intensty'.*did you mean 'intensity'"):
+        FileSource(path, time_column="ts", value_column="intensty")
+    with pytest.raises(ConfigurationError, match="no time or intensity column"):
+        FileSource(write(tmp_path / "odd.csv", "when,how_much\n2026-01-01T00:00:00Z,1\n"))
+
+
+def test_a_file_written_later_is_checked_when_read(tmp_path):
+    """A file an upstream job has not written yet builds; its wrong column fails when the gate reads it."""
+    from carbon_sensors.errors import ConfigurationError
+
+    path = tmp_path / "later.csv"
+    source = FileSource(path, value_column="intensty")
+    write(path, "timestamp,intensity\n2026-01-01T00:00:00Z,1\n")
+    with pytest.raises(ConfigurationError, match="intensty"):
+        fetch(source, "DE", T0, T0 + H)
+
+
+def test_a_misspelt_column_fails_the_task_s_first_plan_instead_of_running_green(tmp_path):
+    """on_source_error is for sources failing at run time: a settings error at the first plan fails the task."""
+    from carbon_sensors.errors import ConfigurationError
+    from carbon_sensors.gate import CarbonGate, decide
+
+    path = tmp_path / "later.csv"
+    gate = CarbonGate(zones=("DE",), deadline=T0 + 8 * H, expected_duration=H,
+                      source=FileSource(path, value_column="intensty"), on_source_error="run_now")
+    write(path, "timestamp,intensity\n2026-01-01T00:00:00Z,1\n")
+    with pytest.raises(ConfigurationError, match="intensty"):
+        asyncio.run(decide(gate, now=T0, deadline=T0 + 8 * H, submitted_at=T0))
