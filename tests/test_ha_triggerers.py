@@ -76,7 +76,7 @@ if os.environ.get("CS_HA_REAL_EPOCH"):
     _factor = float(os.environ["CS_HA_FACTOR"])
     _start = datetime.fromisoformat(os.environ["CS_HA_SIM_START"]) + timedelta(
         seconds=(time.time() - float(os.environ["CS_HA_REAL_EPOCH"])) * _factor)
-    _installed = use_clock(CompressedClock(_start, _factor))  # kept referenced: the clock stays installed
+    _installed = use_clock(CompressedClock(_start, _factor, running=True))  # kept referenced: the clock stays installed
     _installed.__enter__()
 '''
 
