@@ -554,7 +554,7 @@ async def run(args: argparse.Namespace, server: ForecastServer) -> dict[str, Any
     slot0 = int(sim_start.timestamp()) // SLOT_S
 
     log("warm-up")
-    set_default_clock(CompressedClock(sim_start, factor=1.0))
+    set_default_clock(CompressedClock(sim_start, factor=1.0, running=True))
     warm_n = 3 * zones
     warm = await start_triggers(lambda i: make_carbon(i, sim_start), warm_n, fired)
     warm += await start_triggers(make_datetime, warm_n, fired)
@@ -570,7 +570,7 @@ async def run(args: argparse.Namespace, server: ForecastServer) -> dict[str, Any
 
     # ---------------------------------------------------------------- phase M: memory
     log(f"phase M: {n} DateTimeTrigger, then {n} CarbonWindowTrigger, under tracemalloc")
-    set_default_clock(CompressedClock(sim_start, factor=1.0))  # real speed: nothing refreshes in phase M
+    set_default_clock(CompressedClock(sim_start, factor=1.0, running=True))  # real speed: nothing refreshes in phase M
     memory, dt_tasks, carbon_m = await measure_memory(
         n, 1, lambda i: make_carbon(i, sim_start), make_datetime, decisions, fired, server, args.top)
     await cancel(carbon_m)
@@ -607,7 +607,7 @@ async def run(args: argparse.Namespace, server: ForecastServer) -> dict[str, Any
     await asyncio.sleep(0.5)
     idle = heartbeat.window(0, time.perf_counter())
     counts_before = await asyncio.to_thread(server.stats)
-    clock = CompressedClock(sim_start, factor=factor)
+    clock = CompressedClock(sim_start, factor=factor, running=True)
     set_default_clock(clock)
     t_start = time.perf_counter()
     carbon_s = await start_triggers(lambda i: make_carbon(i, clock.now()), n, fired)
