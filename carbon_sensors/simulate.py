@@ -12,15 +12,23 @@ Strategies:
 - ``now``: start at submission (the baseline every saving is measured against);
 - ``commit_once``: plan once at submission from that hour's forecast and never look again (what the
   peer plugins do);
+- ``replan``: at every hourly refresh plan on the latest forecast as it is (no correction, hysteresis
+  or minimum saving) and start as soon as "now" is the best window, never after the latest start;
 - ``carbon_sensors``: wait in the gate, re-planning at every forecast refresh (hourly);
 - ``oracle``: perfect foresight, the best window within the same slack (the physical limit).
 
-Forecast model (per seed): a forecast issued at hour t for target hour T = t + h, h in [0, 72], is
-``actual[T] * (1 + sigma24 * sqrt(h / 24) * z[T])``, with ``z`` one AR(1) series over target hours
-(coefficient ``rho``, unit variance) that stays fixed across issue times, so successive forecasts
-revise consistently toward the truth; h = 0 is exact. ``exact_h`` makes every lead up to that many
-hours exact too (the planner is not told): a diagnostic of how much foresight a target asks for. A
-real forecast archive (``issued_at, target_time, value`` rows) can replace the model.
+Forecast models (per trace and seed), in :mod:`carbon_sensors.forecast_models`: ``mmfe`` (the
+default), the martingale model of forecast evolution, where each hour brings independent news and no
+set of forecasts reveals an actual before it happens; and ``fixed`` (for comparison only), one error
+series over target hours that only shrinks across issue times. h = 0 is exact in both. ``exact_h``
+makes every lead up to that many hours exact too (the planner is not told): a diagnostic of how much
+foresight a target asks for. A real forecast archive (``issued_at, target_time, value`` rows) can
+replace the model.
+
+Price traces (:mod:`carbon_sensors.price_traces`, matched to the carbon traces by zone) add the
+actual market price of every job's window and its energy cost at ``power_kw``, and give the
+strategies price forecasts (``mmfe``, additive, with ``price_sigma24`` and a random stream of their
+own) where the planner takes them.
 
 >>> from carbon_sensors.simulate import WORKLOADS
 >>> WORKLOADS["weekly_retrain"].slack_h
@@ -40,15 +48,35 @@ from pathlib import Path
 from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError
-from carbon_sensors.forecast import MAX_PLAUSIBLE_G_PER_KWH, Forecast
-from carbon_sensors.planning import Policy, plan, safety_margin_from_history
+from carbon_sensors.forecast import Forecast
+from carbon_sensors.forecast_models import (
+    FORECAST_MODELS,
+    MMFEForecasts,
+    ModelForecasts,
+    check_model,
+    describe_model,
+    describe_price_model,
+    make_forecasts,
+)
+from carbon_sensors.planning import Policy, safety_margin_from_history
+from carbon_sensors.price_traces import PriceTrace, cost_knobs, match_price_traces, policy_currency
+from carbon_sensors.simulate_strategies import (  # noqa: F401 (_replan_start: kept importable from here)
+    Prices,
+    SimulatedSource,
+    _replan_start,
+    start_time,
+    strategies_on_prices,
+)
 
 __all__ = [
     "STRATEGIES",
     "WORKLOADS",
+    "FORECAST_MODELS",
     "ArchiveForecasts",
+    "MMFEForecasts",
     "ModelForecasts",
     "Overrun",
+    "PriceTrace",
     "SimulationResult",
     "Trace",
     "Workload",
@@ -58,9 +86,8 @@ __all__ = [
     "summarize",
 ]
 
-STRATEGIES = ("now", "commit_once", "carbon_sensors", "oracle")
+STRATEGIES = ("now", "commit_once", "replan", "carbon_sensors", "oracle")
 HOUR = 3600.0
-HORIZON_H = 72
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,55 +213,6 @@ def load_trace(
     return Trace(name=path.name, zone=zone, actual=actual)
 
 
-class ModelForecasts:
-    """The forecasts a trace's zone would have had, from the noise model (one seed)."""
-
-    def __init__(self, actual: Forecast, *, sigma24: float, rho: float, seed: int, horizon_h: int = HORIZON_H,
-                 exact_h: float = 0.0):
-        if sigma24 < 0 or not -1 < rho < 1 or exact_h < 0:
-            raise ConfigurationError("sigma24 and exact_h must be >= 0 and rho within (-1, 1)")
-        self.actual, self.sigma24 = actual, sigma24
-        self.step_s = actual.starts_s[1] - actual.starts_s[0]
-        self.horizon = int(horizon_h * HOUR / self.step_s)
-        rng = random.Random(seed)
-        innovation = math.sqrt(1 - rho * rho)
-        z, previous = [], rng.gauss(0.0, 1.0)
-        for _ in actual.values:
-            z.append(previous)
-            previous = rho * previous + innovation * rng.gauss(0.0, 1.0)
-        self.z = z
-        self.scale = [0.0 if h * self.step_s / HOUR <= exact_h else sigma24 * math.sqrt(h * self.step_s / HOUR / 24)
-                      for h in range(self.horizon + 1)]
-        self._cache: dict[int, Forecast] = {}
-
-    def issued_at(self, t_s: float) -> Forecast:
-        """The forecast issued at the last slot boundary at or before ``t_s``."""
-        i = int((t_s - self.actual.starts_s[0]) // self.step_s)
-        if i in self._cache:
-            return self._cache[i]
-        if not 0 <= i < len(self.actual.values):
-            raise ForecastCoverageError(f"the trace has no forecast issued at {datetime.fromtimestamp(t_s, UTC)}")
-        last = min(len(self.actual.values), i + self.horizon + 1)
-        values = self.actual.values
-        out = [v * (1 + s * z) for v, s, z in zip(values[i:last], self.scale, self.z[i:last], strict=False)]
-        if min(out) <= 0.0 or max(out) > MAX_PLAUSIBLE_G_PER_KWH:  # rare: clamp only then
-            out = [min(MAX_PLAUSIBLE_G_PER_KWH, max(0.0, v)) for v in out]
-        starts = self.actual.starts_s[i:last]
-        # Like an API that returns forecast and actual for recent slots: the error the forecast
-        # issued one step earlier made for the current slot.
-        recent = None if i == 0 or not values[i] > 0 else self.scale[1] * self.z[i]
-        forecast = Forecast(
-            zone=self.actual.zone, source="simulated-forecast", signal=self.actual.signal,
-            issued_at=datetime.fromtimestamp(starts[0], UTC), starts_s=starts, values=tuple(out),
-            end_s=starts[-1] + self.step_s, error_24h=self.sigma24,
-            recent_error=None if recent is None else max(-0.99, recent), recent_error_lead_h=self.step_s / HOUR,
-        )
-        if len(self._cache) > 512:
-            self._cache.clear()
-        self._cache[i] = forecast
-        return forecast
-
-
 class ArchiveForecasts:
     """Real forecasts from an archive of ``issued_at, target_time, value`` rows (gCO2eq/kWh)."""
 
@@ -275,26 +253,6 @@ class ArchiveForecasts:
         )
 
 
-class _SimulatedSource:
-    """A Source serving, at any moment, the forecast issued at the last hour: what a live API would."""
-
-    kind = "simulated"
-    refresh_interval = timedelta(hours=1)
-
-    def __init__(self, forecasts: dict[str, Any], signal: str):
-        self.forecasts, self.signal = forecasts, signal
-
-    async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
-        return self.forecasts[zone].issued_at(now.timestamp())
-
-    def check_zone(self, zone: str) -> None:
-        if zone not in self.forecasts:
-            raise ConfigurationError(f"no trace for zone {zone!r}")
-
-    def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-
 @dataclass
 class _Tally:
     jobs: int = 0
@@ -303,6 +261,17 @@ class _Tally:
     caused: int = 0
     delay_h_sum: float = 0.0
     forced: int = 0
+    priced: int = 0
+    price_sum: float = 0.0
+    energy_kwh: float = 0.0
+    cost_sum: float = 0.0
+
+    def add_price(self, price: float, energy_kwh: float) -> None:
+        """A job's window price (mean actual currency/MWh over its run) and the energy it drew."""
+        self.priced += 1
+        self.price_sum += price
+        self.energy_kwh += energy_kwh
+        self.cost_sum += price * energy_kwh / 1000.0
 
     def add(self, intensity: float, delay_h: float, missed: bool, caused: bool, forced: bool) -> None:
         self.jobs += 1
@@ -313,7 +282,8 @@ class _Tally:
         self.forced += forced
 
     def merge(self, other: _Tally) -> None:
-        for name in ("jobs", "intensity_sum", "misses", "caused", "delay_h_sum", "forced"):
+        for name in ("jobs", "intensity_sum", "misses", "caused", "delay_h_sum", "forced", "priced", "price_sum",
+                     "energy_kwh", "cost_sum"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -332,9 +302,22 @@ class SimulationResult:
     caused_misses: int
     mean_delay_h: float
     forced_rate: float
+    # With price traces only (left out of to_dict() without them): the currency, the mean over jobs of
+    # the window's mean actual price (currency/MWh), the energy cost per MWh drawn, the energy (kWh at
+    # the settings' power_kw) and its cost, and the cost saved against starting at once.
+    price_currency: str | None = None
+    mean_price: float | None = None
+    cost_per_mwh: float | None = None
+    energy_kwh: float | None = None
+    energy_cost: float | None = None
+    cost_savings_vs_now: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()
+                if v is not None or k not in _PRICE_FIELDS}
+
+
+_PRICE_FIELDS = ("price_currency", "mean_price", "cost_per_mwh", "energy_kwh", "energy_cost", "cost_savings_vs_now")
 
 
 @dataclass(frozen=True)
@@ -352,11 +335,18 @@ class SimulationSettings:
     margin_quantile: float = 0.999
     archive: str | None = None
     exact_h: float = 0.0  # forecasts exact up to this lead (a foresight diagnostic; 0: only h = 0)
+    forecast_model: str = "mmfe"  # or "fixed", the earlier model, for comparison only
+    price_sigma24: float = 0.10  # the price forecasts' error at 24 h, relative to the price level
+    power_kw: float = 1.0  # each job's mean draw, for its energy and energy cost (with price traces)
 
     def __post_init__(self) -> None:
+        check_model(self.forecast_model)
         unknown = set(self.strategies) - set(STRATEGIES)
         if unknown:
             raise ConfigurationError(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+        if not (self.price_sigma24 >= 0 and self.power_kw > 0):
+            raise ConfigurationError(f"price_sigma24 must be >= 0 and power_kw positive, got {self.price_sigma24!r} "
+                                     f"and {self.power_kw!r}")
         if not self.exact_h >= 0:  # checked here, not first in a worker process
             raise ConfigurationError(f"exact_h is hours of exact foresight and must be >= 0, got {self.exact_h!r}")
         if "now" not in self.strategies:
@@ -364,25 +354,38 @@ class SimulationSettings:
 
 
 def run_trace(
-    traces: Sequence[Trace], settings: SimulationSettings, seed: int
+    traces: Sequence[Trace], settings: SimulationSettings, seed: int,
+    prices: dict[str, PriceTrace] | None = None,
 ) -> dict[tuple[str, str], _Tally]:
-    """Backtest every workload and strategy on one home trace (``traces[0]``, others are allowed zones)."""
+    """Backtest every workload and strategy on one home trace (``traces[0]``, others are allowed zones).
+
+    ``prices``: a price trace per zone (see :func:`~carbon_sensors.price_traces.match_price_traces`).
+    """
+    from carbon_sensors.forecast_models import MMFEPriceForecasts
+
     if settings.archive:
         forecasts = {traces[0].zone: ArchiveForecasts(settings.archive, traces[0].zone, traces[0].actual.signal)}
     else:
         forecasts = {
-            t.zone: ModelForecasts(t.actual, sigma24=settings.sigma24, rho=settings.rho, seed=seed * 1009 + i,
-                                   exact_h=settings.exact_h)
+            t.zone: make_forecasts(settings.forecast_model, t.actual, sigma24=settings.sigma24, rho=settings.rho,
+                                   seed=seed * 1009 + i, exact_h=settings.exact_h)
             for i, t in enumerate(traces)
         }
-    return asyncio.run(_run_trace(traces, settings, seed, forecasts))
+    priced = None
+    if prices:  # the same model, an independent random stream (MMFEPriceForecasts keys its own)
+        priced = Prices(
+            {t.zone: prices[t.zone].actual for t in traces},
+            {t.zone: MMFEPriceForecasts(prices[t.zone].actual, sigma24=settings.price_sigma24, rho=settings.rho,
+                                        seed=seed * 1009 + i, exact_h=settings.exact_h) for i, t in enumerate(traces)},
+        )
+    return asyncio.run(_run_trace(traces, settings, seed, forecasts, priced))
 
 
-async def _run_trace(traces, settings, seed, forecasts) -> dict[tuple[str, str], _Tally]:
+async def _run_trace(traces, settings, seed, forecasts, prices=None) -> dict[tuple[str, str], _Tally]:
     home = traces[0]
     start_s = max(t.actual.starts_s[0] for t in traces)
     end_s = min(t.actual.end_s for t in traces)
-    source = _SimulatedSource(forecasts, home.actual.signal)
+    source = SimulatedSource(forecasts, home.actual.signal)
     tallies: dict[tuple[str, str], _Tally] = {}
     for workload in settings.workloads:
         rng = random.Random(f"{seed}:{home.zone}:{workload.name}")
@@ -399,13 +402,16 @@ async def _run_trace(traces, settings, seed, forecasts) -> dict[tuple[str, str],
             now_met = submit_s + actual_s <= deadline_s
             latest_s = deadline_s - (expected + policy.margin_for(expected)).total_seconds()
             for strategy in settings.strategies:
-                start, zone = await _start(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy)
+                start, zone = await start_time(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy,
+                                           prices)
                 window = next(t for t in traces if t.zone == zone).actual
                 intensity = window.mean_between(start, start + actual_s)
                 missed = start + actual_s > deadline_s + 1e-6
-                tallies.setdefault((workload.name, strategy), _Tally()).add(
-                    intensity, (start - submit_s) / HOUR, missed, missed and now_met, start >= latest_s - 1e-6
-                )
+                tally = tallies.setdefault((workload.name, strategy), _Tally())
+                tally.add(intensity, (start - submit_s) / HOUR, missed, missed and now_met, start >= latest_s - 1e-6)
+                if prices is not None:
+                    tally.add_price(prices.actual[zone].mean_between(start, start + actual_s),
+                                    settings.power_kw * actual_s / HOUR)
             history.append(actual_s)
             del history[: -settings.history]
     return tallies
@@ -419,45 +425,8 @@ def _policy_with_margin(policy: Policy, history: list[float], expected: timedelt
     return replace(policy, safety_margin=margin)
 
 
-async def _start(strategy, traces, forecasts, source, submit_s, deadline_s, expected, policy) -> tuple[float, str]:
-    home = traces[0].zone
-    submit = datetime.fromtimestamp(submit_s, UTC)
-    deadline = datetime.fromtimestamp(deadline_s, UTC)
-    if strategy == "now":
-        return submit_s, home
-    if strategy == "oracle":
-        from dataclasses import replace
-
-        perfect = [t.actual for t in traces]
-        p = plan(perfect, now=submit, deadline=deadline, expected_duration=expected, policy=replace(policy, min_saving_pct=0.0))
-        return p.planned_start.timestamp(), p.zone
-    try:
-        if strategy == "commit_once":
-            issued = [forecasts[t.zone].issued_at(submit_s) for t in traces if t.zone in forecasts]
-            p = plan(issued, now=submit, deadline=deadline, expected_duration=expected, policy=policy)
-            return p.planned_start.timestamp(), p.zone
-        return await _gated_start(traces, source, submit, deadline, expected, policy)
-    except ForecastCoverageError:
-        return submit_s, home  # no forecast to plan on: start at once, as a gate falls back
-
-
-async def _gated_start(traces, source, submit, deadline, expected, policy) -> tuple[float, str]:
-    from carbon_sensors.gate import CarbonGate, wait_for_window
-    from carbon_sensors.testing import FrozenClock
-
-    gate = CarbonGate(
-        zones=tuple(t.zone for t in traces if t.zone in source.forecasts), deadline=deadline,
-        expected_duration=expected, source=source, policy=policy, on_source_error="run_now",
-        check_interval=timedelta(hours=1),
-    )
-    clock = FrozenClock(submit)
-    decision = await wait_for_window(gate, deadline=deadline, submitted_at=submit, clock=clock)
-    zone = decision.plan.zone if decision.plan is not None else gate.home_zone
-    return clock.now().timestamp(), zone
-
-
-def collect(rows: dict[tuple[str, str, str, str], _Tally]) -> list[SimulationResult]:
-    """Result rows from tallies keyed by (trace, zone, workload, strategy)."""
+def collect(rows: dict[tuple[str, str, str, str], _Tally], currency: str | None = None) -> list[SimulationResult]:
+    """Result rows from tallies keyed by (trace, zone, workload, strategy); priced in ``currency`` if given."""
     out = []
     for (trace, zone, workload, strategy), tally in sorted(rows.items()):
         now = rows[(trace, zone, workload, "now")]
@@ -469,8 +438,20 @@ def collect(rows: dict[tuple[str, str, str, str], _Tally]) -> list[SimulationRes
             deadline_misses=tally.misses, caused_misses=tally.caused,
             mean_delay_h=tally.delay_h_sum / tally.jobs if tally.jobs else 0.0,
             forced_rate=tally.forced / tally.jobs if tally.jobs else 0.0,
+            **(_priced(tally, now, currency) if currency is not None else {}),
         ))
     return out
+
+
+def _priced(tally: _Tally, now: _Tally, currency: str) -> dict[str, Any]:
+    """A row's price figures: window price, energy and its cost, and the cost saved against starting now."""
+    return {
+        "price_currency": currency,
+        "mean_price": tally.price_sum / tally.priced if tally.priced else math.nan,
+        "cost_per_mwh": tally.cost_sum / tally.energy_kwh * 1000.0 if tally.energy_kwh else math.nan,
+        "energy_kwh": tally.energy_kwh, "energy_cost": tally.cost_sum,
+        "cost_savings_vs_now": (now.cost_sum - tally.cost_sum) / abs(now.cost_sum) if now.cost_sum else 0.0,
+    }
 
 
 def summarize(results: Sequence[SimulationResult]) -> dict[str, dict[str, dict[str, float | None]]]:
@@ -494,6 +475,11 @@ def summarize(results: Sequence[SimulationResult]) -> dict[str, dict[str, dict[s
                 "savings_vs_now": round(gain / now_total, 6) if now_total else 0.0,
                 "fraction_of_oracle": round(gain / oracle_gain, 6) if oracle_gain else None,
             }
+            if by_key[(traces[0], workload, strategy)].energy_cost is not None:  # priced: the cost saved too
+                now_cost = sum(by_key[(t, workload, "now")].energy_cost for t in traces)
+                cost_gain = now_cost - sum(by_key[(t, workload, strategy)].energy_cost for t in traces)
+                summary[workload][strategy]["cost_savings_vs_now"] = (
+                    round(cost_gain / abs(now_cost), 6) if now_cost else 0.0)
     return summary
 
 
@@ -501,18 +487,28 @@ def simulate(
     trace_groups: Sequence[Sequence[Trace]],
     settings: SimulationSettings,
     *,
+    prices: Sequence[PriceTrace] = (),
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the backtest over every trace group and seed; return ``{"results": [...], "summary": {...}}``.
 
     Each group is a home trace followed by the other zones it may shift to (a single trace without
-    spatial shifting). Units of work (group x seed) run in parallel processes.
+    spatial shifting). Units of work (group x seed) run in parallel processes. ``prices``: a price
+    trace per carbon trace's zone (or none): each row then also has the window's price and the
+    energy cost, and the strategies plan on price forecasts where the planner takes them.
     """
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    units = [(group, seed) for group in trace_groups for seed in range(settings.seeds)]
+    by_zone = match_price_traces(trace_groups, prices, policy_currency(settings.policy))
+    if not by_zone and cost_knobs(settings.policy):
+        raise ConfigurationError(f"the policy sets {', '.join(cost_knobs(settings.policy))} but there is no price "
+                                 "trace; pass a price trace for every zone, or drop the cost settings")
+    currency = next(iter(by_zone.values())).actual.currency if by_zone else None
+    group_prices = [{t.zone: by_zone[t.zone] for t in group} if by_zone else None for group in trace_groups]
+    units = [(group, seed, gp) for group, gp in zip(trace_groups, group_prices, strict=True)
+             for seed in range(settings.seeds)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(units)))
     merged: dict[tuple[str, str, str, str], _Tally] = {}
 
@@ -522,29 +518,29 @@ def simulate(
 
     done = 0
     if workers == 1:
-        for group, seed in units:
-            absorb(group, run_trace(group, settings, seed))
+        for group, seed, gp in units:
+            absorb(group, run_trace(group, settings, seed, gp))
             done += 1
             if progress:
                 progress(done, len(units))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_trace, group, settings, seed): group for group, seed in units}
+            futures = {pool.submit(run_trace, group, settings, seed, gp): group for group, seed, gp in units}
             for future in as_completed(futures):
                 absorb(futures[future], future.result())
                 done += 1
                 if progress:
                     progress(done, len(units))
-    results = collect(merged)
-    return {
+    results = collect(merged, currency)
+    out = {
         "forecast_model": (
             f"archive {settings.archive}" if settings.archive else
-            f"actual[T] * (1 + sigma24 * sqrt(h/24) * z[T]), h = T - t in [0, {HORIZON_H}] h, z AR(1) over target "
-            f"hours with rho = {settings.rho}, fixed across issue times; sigma24 = {settings.sigma24}; "
-            f"seeds = {settings.seeds}; forecasts refresh hourly"
+            describe_model(settings.forecast_model, sigma24=settings.sigma24, rho=settings.rho)
+            + f"; seeds = {settings.seeds}; forecasts refresh hourly"
             + (f"; exact up to h = {settings.exact_h:g} h (a foresight diagnostic)" if settings.exact_h else "")
         ),
         "settings": {
+            "forecast_model": "archive" if settings.archive else settings.forecast_model,
             "sigma24": settings.sigma24, "rho": settings.rho, "seeds": settings.seeds, "exact_h": settings.exact_h,
             "overrun": "none" if settings.overrun.p95 is None else f"lognormal:p95={settings.overrun.p95}",
             "policy": settings.policy.to_dict(), "strategies": list(settings.strategies),
@@ -553,3 +549,12 @@ def simulate(
         "results": [r.to_dict() for r in results],
         "summary": summarize(results),
     }
+    if currency is not None:
+        out["prices"] = {
+            "currency": currency, "unit": f"{currency}/MWh", "power_kw": settings.power_kw,
+            "traces": sorted(p.name for p in by_zone.values()),
+            "forecast_model": describe_price_model(sigma24=settings.price_sigma24, rho=settings.rho),
+            "price_sigma24": settings.price_sigma24,
+            "planned_on_prices": strategies_on_prices(settings.strategies),
+        }
+    return out

@@ -226,8 +226,9 @@ def test_simulate_command_json_shape(capsys, tmp_path):
     assert set(row) == {"trace", "zone", "workload", "strategy", "jobs", "mean_intensity", "savings_vs_now",
                         "deadline_misses", "caused_misses", "mean_delay_h", "forced_rate"}
     assert row["zone"] == "ZZ"
-    assert set(out["summary"]["nightly_enrichment"]) == {"now", "commit_once", "carbon_sensors", "oracle"}
-    assert "sigma24" in out["forecast_model"]
+    assert set(out["summary"]["nightly_enrichment"]) == {"now", "commit_once", "replan", "carbon_sensors", "oracle"}
+    assert out["forecast_model"].startswith("mmfe (martingale model of forecast evolution)")
+    assert "sigma24" in out["forecast_model"] and out["settings"]["forecast_model"] == "mmfe"
     assert plot.stat().st_size > 10_000
 
 
@@ -241,3 +242,50 @@ def test_simulate_command_errors(capsys, tmp_path):
     assert "unknown strategies" in capsys.readouterr().err
     assert main(["simulate", "--trace", str(path), "--zones-group", "ZZ,QQ"]) == 2
     assert "no --trace for them" in capsys.readouterr().err
+
+
+def _two_zone_traces(tmp_path):
+    paths = []
+    for zone, base in (("ZZ", 20), ("YY", 30)):
+        path = tmp_path / f"{zone}_trace.csv"
+        path.write_text("datetime_utc,carbon_intensity\n" + "".join(
+            f"{(T0 + timedelta(hours=h)).strftime('%Y-%m-%d %H:%M:%S')},{v}\n" for h, v in enumerate(daily(base, 4))))
+        paths.append(path)
+    return paths
+
+
+def test_the_simulate_table_reads_by_eye(capsys, tmp_path):
+    """One-word headers that split into columns, the model labelled, a zone column with --zones-group, and
+    every column (forced_pct too) explained under the table."""
+    zz, yy = _two_zone_traces(tmp_path)
+    assert main(["simulate", "--trace", str(zz), "--trace", str(yy), "--zones-group", "ZZ,YY", "--workload",
+                 "nightly_enrichment", "--seeds", "1", "--workers", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Forecast model: ")
+    header = lines[1].split()
+    assert header == ["workload", "strategy", "saving_pct", "of_oracle", "misses", "caused_misses", "mean_delay_h",
+                      "forced_pct", "zones"]
+    rows = [line.split() for line in lines[2:7]]
+    assert [r[1] for r in rows] == ["now", "commit_once", "replan", "carbon_sensors", "oracle"]
+    assert all(r[8] == "YY,ZZ" and r[9:] == ["(one", "group)"] for r in rows), rows
+    legend = " ".join(lines[7:])
+    assert all(f"{name}:" in legend for name in header[2:])
+
+
+@pytest.mark.parametrize("zone", ["DE", "GB", "ZA"])
+def test_the_plot_legend_covers_no_bar_label(tmp_path, capsys, shared_data, zone):
+    """The legend sits beside the bars: its box overlaps none of the bars' value labels (real traces)."""
+    from carbon_sensors.cli import plot_figure
+
+    rows = (shared_data / "carbon" / f"{zone}_2021-2023_hourly.csv").read_text().splitlines()
+    trace = tmp_path / f"{zone}_2023_hourly.csv"
+    trace.write_text("\n".join([rows[0], *[r for r in rows[1:] if r.startswith("2023-01")]]) + "\n")
+    assert main(["simulate", "--trace", str(trace), "--workload", "all", "--seeds", "1", "--json", "--workers", "1"]) == 0
+    fig = plot_figure(json.loads(capsys.readouterr().out))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(labels) >= 12  # a label per bar: 4 workloads x 3 strategies
+    assert not [b for b in labels if b.overlaps(legend)]

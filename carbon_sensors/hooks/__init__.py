@@ -1,4 +1,7 @@
-"""Airflow hooks."""
+"""Airflow hooks: the ``carbon_intensity`` connection type and the shared-cache reader.
+
+Airflow adapter: the Airflow side imports it; the core and Prefect never do.
+"""
 
 from carbon_sensors.compat import require
 

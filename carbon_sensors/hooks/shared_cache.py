@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from carbon_sensors.airflow.settings import conf
 from carbon_sensors.signals.shared_cache import register_settings_reader
 
 __all__ = ["airflow_settings"]
@@ -21,18 +22,8 @@ _OPTIONS = ("shared_cache", "shared_cache_timeout_s", "shared_cache_wait_s", "le
 
 
 def airflow_settings() -> dict[str, Any]:
-    """The shared cache's options as Airflow's configuration has them (None: unset)."""
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # pragma: no cover - Airflow before the task SDK
-        return dict.fromkeys(_OPTIONS)
-    values: dict[str, Any] = {}
-    for option in _OPTIONS:
-        try:
-            values[option] = conf.get("carbon_sensors", option, fallback=None) or None
-        except Exception:  # noqa: BLE001 - an unreadable option is an unset one
-            values[option] = None
-    return values
+    """The shared cache's options as Airflow's configuration has them (None: unset; renamed ones by either name)."""
+    return {option: conf(option) for option in _OPTIONS}
 
 
 register_settings_reader(airflow_settings)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -43,11 +42,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, Protocol
 
 from carbon_sensors.errors import ConfigurationError, ForecastError, SharedCacheError, SourceAuthError, SourceError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.renames import env_setting
+from carbon_sensors.signals.shared_rows import SCHEMA, _NewerRow, decode_forecast, encode_forecast
 
 __all__ = [
     "SCHEMA",
@@ -67,62 +67,10 @@ log = logging.getLogger(__name__)
 
 SHARED_CACHE_ENV = "CARBON_SENSORS_SHARED_CACHE"
 TABLE = "carbon_sensors_forecast_cache"
-#: The row format this version writes; rows of a newer one are left alone.
-SCHEMA = 1
 _STALE_MARK = " [stale]"
 _REDIS_PREFIX = "carbon_sensors:"
 #: Clock skew between this process and the store above which a warning is logged (ages use the store's clock).
 _SKEW_WARN_S = 5.0
-
-
-# -- the row ---------------------------------------------------------------------------------------
-
-
-def encode_forecast(forecast: Forecast) -> str:
-    """A forecast as the JSON text a shared-store row holds (with its schema version).
-
-    >>> from datetime import datetime, timezone
-    >>> f = Forecast.from_points([(datetime(2026, 6, 15, tzinfo=timezone.utc), 120.0)], zone="DE", source="x",
-    ...                          resolution=__import__("datetime").timedelta(hours=1))
-    >>> decode_forecast(encode_forecast(f)) == f
-    True
-    """
-    return json.dumps({
-        "schema": SCHEMA, "zone": forecast.zone, "source": forecast.source, "signal": forecast.signal,
-        "issued_at": forecast.issued_at.isoformat(), "starts_s": list(forecast.starts_s),
-        "values": list(forecast.values), "end_s": forecast.end_s,
-        "measured_until": forecast.measured_until.isoformat() if forecast.measured_until else None,
-        "error_24h": forecast.error_24h, "recent_error": forecast.recent_error,
-        "recent_error_lead_h": forecast.recent_error_lead_h,
-    }, separators=(",", ":"), allow_nan=False)
-
-
-class _NewerRow(SharedCacheError):
-    """The row was written by a newer carbon-sensors."""
-
-
-def decode_forecast(text: str | bytes) -> Forecast:
-    """The forecast in a shared-store row; :class:`SharedCacheError` when it is corrupt, truncated or newer."""
-    try:
-        data = json.loads(text)
-        schema = data["schema"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise SharedCacheError(f"unreadable row ({type(exc).__name__}: corrupt or truncated)") from None
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise _NewerRow(f"row of schema {schema!r}, newer than this carbon-sensors' {SCHEMA}; upgrade carbon-sensors "
-                        "on every machine of the deployment")
-    try:
-        until = data["measured_until"]
-        return Forecast(
-            zone=data["zone"], source=data["source"], signal=data["signal"],
-            issued_at=datetime.fromisoformat(data["issued_at"]),
-            starts_s=tuple(float(s) for s in data["starts_s"]), values=tuple(float(v) for v in data["values"]),
-            end_s=float(data["end_s"]), measured_until=datetime.fromisoformat(until) if until else None,
-            error_24h=float(data["error_24h"]), recent_error=data["recent_error"],
-            recent_error_lead_h=float(data["recent_error_lead_h"]),
-        )
-    except (KeyError, TypeError, ValueError, ForecastError) as exc:  # ConfigurationError is a ValueError too
-        raise SharedCacheError(f"unreadable row ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def _digest(key: Hashable) -> str:
@@ -548,8 +496,7 @@ def _setting(name: str) -> Any:
             value = None
         if value not in (None, ""):
             return value
-    env = {"ledger_url": "CARBON_SENSORS_LEDGER_URL"}.get(name, "CARBON_SENSORS_" + name.upper())
-    return os.environ.get(env, "").strip() or None
+    return (env_setting("CARBON_SENSORS_" + name.upper()) or "").strip() or None
 
 
 def shared_cache_from_setting(setting: str | None, *, ledger_url: str | None = None, timeout_s: float = 1.0,

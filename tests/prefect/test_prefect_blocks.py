@@ -202,3 +202,39 @@ def test_the_collection_entry_point_target_registers_the_block_types(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(tmp_path)}).stdout
     assert out.strip().splitlines()[-1] == "['CarbonAwareSdkCredentials', 'ElectricityMapsCredentials', 'WattTimeCredentials']"
+
+
+def test_a_price_source_reads_its_token_from_an_entsoe_block(prefect_api):
+    """An ENTSO-E price source naming a block is planned on with the block's token; the spec keeps only the name."""
+    from urllib.parse import parse_qs, urlparse
+
+    from carbon_sensors.prefect import EntsoeCredentials, build_gate
+    from carbon_sensors.prefect._settings import gate_from_dict, gate_to_dict
+
+    day = (FIXTURES / "entsoe_a44_DE-LU_2025-10-06_PT15M.xml").read_bytes()
+    token = "entsoe-block-token-7d1e"
+    seen = []
+
+    def behaviour(_n, handler):
+        seen.append(parse_qs(urlparse(handler.path).query))
+        send_json(handler, day, headers={"Content-Type": "text/xml"})
+
+    name = unique("entsoe")
+    EntsoeCredentials(api_key=token).save(name)
+    now = datetime(2025, 10, 6, 8, 20, tzinfo=UTC)
+    with faulty_server(behaviour) as server, use_clock(FrozenClock(now)):
+        gate = build_gate(zone="DE", deadline=now + timedelta(hours=10), expected_duration=timedelta(hours=1),
+                          price_source={"kind": "entsoe", "block": name, "base_url": server["url"]},
+                          max_cost_increase_pct=0)
+        assert token not in json.dumps(gate_to_dict(gate)) and f"prefect-block:{name}" in json.dumps(gate_to_dict(gate))
+        assert gate_from_dict(gate_to_dict(gate), now + timedelta(hours=10)) == gate
+        from carbon_sensors import decide
+        from carbon_sensors.signals import run_sync
+
+        decision = run_sync(decide(gate, now=now, deadline=now + timedelta(hours=10), submitted_at=now))
+    event = decision.to_event()
+    assert seen and seen[0]["securityToken"] == [token]
+    assert event["price_currency"] == "EUR" and event["price_source"].startswith("entsoe") and not event["price_degraded"]
+    with pytest.raises(ConfigurationError, match="price source needs no credentials"):
+        build_gate(zone="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                   price_source={"kind": "tariff", "flat": 90.0, "currency": "EUR", "block": name})

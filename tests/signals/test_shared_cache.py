@@ -155,6 +155,33 @@ def test_the_row_format_round_trips_every_field():
     assert json.loads(encode_forecast(f))["schema"] == sc.SCHEMA
 
 
+def test_a_price_forecast_round_trips_and_is_shared_like_carbon(store_url):
+    """Prices share the store too: one ENTSO-E request serves three processes, the currency kept."""
+    import httpx
+
+    from carbon_sensors.prices import PriceForecast
+    from carbon_sensors.signals.credentials import Credentials
+    from carbon_sensors.signals.prices.entsoe import EntsoePrices
+
+    price = PriceForecast.from_points([(datetime(2026, 6, 15, tzinfo=UTC), -12.5), (datetime(2026, 6, 15, 1, tzinfo=UTC), 80.0)],
+                                      zone="DE", source="entsoe", currency="EUR", error_24h=0.1)
+    assert decode_forecast(encode_forecast(price)) == price
+    day = (Path(__file__).resolve().parent.parent / "fixtures" / "entsoe_a44_DE-LU_2025-10-06_PT15M.xml").read_text()
+    calls = []
+
+    def vendor(request):
+        calls.append(request)
+        return httpx.Response(200, text=day, headers={"Content-Type": "text/xml"})
+
+    now = datetime(2025, 10, 6, 8, 20, tzinfo=UTC)
+    answers = []
+    for _ in range(3):  # three processes: each its own process cache and price source, one store
+        source = EntsoePrices(transport=httpx.MockTransport(vendor), credentials=Credentials(api_key="t0ken-x"),
+                              cache=ForecastCache(shared=make(store_url)))
+        answers.append(asyncio.run(source.fetch("DE", now, now + timedelta(hours=4), now=now)))
+    assert len(calls) == 1 and answers[0] == answers[1] == answers[2] and answers[0].currency == "EUR"
+
+
 def test_one_process_fetches_and_the_others_read_its_row(store_url):
     """Three processes, one vendor request; the others are hits, the forecast equal."""
     vendor = Vendor()
