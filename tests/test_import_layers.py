@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,14 @@ def test_every_name_the_package_imports_from_itself_exists():
             except ImportError:
                 missing.append(f"{where}:{line}: from {module} import {name}")
     assert not missing, "names that no longer exist where they are imported from:\n" + "\n".join(missing)
+
+
+def test_every_subpackage_says_what_lives_there_and_who_may_import_it():
+    """Each subpackage's docstring: what it holds, then which layer it is and who imports it."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "carbon_sensors"
+    for init in sorted(package.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert doc, f"{init.parent.name}/__init__.py has no docstring"
+        assert re.search(r"\bimport", doc.split(">>>")[0]), f"{init.parent.name}: say who may import it"
