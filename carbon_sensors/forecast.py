@@ -14,15 +14,14 @@ Points may come at any resolution (5 min, 30 min, 1 h) and need not be evenly sp
 from __future__ import annotations
 
 import math
-import operator
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, pairwise
 from typing import Literal
 
 from carbon_sensors.errors import ConfigurationError, InvalidForecastError
+from carbon_sensors.steps import StepSeries, check_steps, iso, last_step
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["MAX_PLAUSIBLE_G_PER_KWH", "SIGNALS", "Forecast", "Signal"]
@@ -35,7 +34,7 @@ MAX_PLAUSIBLE_G_PER_KWH = 2000.0
 
 
 @dataclass(frozen=True, slots=True)
-class Forecast:
+class Forecast(StepSeries):
     """Carbon intensity (gCO2eq/kWh) for one zone from one source, as UTC epoch-second slots.
 
     Build it with :meth:`from_points`; the constructor validates whatever it is given.
@@ -75,33 +74,17 @@ class Forecast:
             raise InvalidForecastError(f"recent_error must be a finite relative error above -1, got {self.recent_error!r}")
         if not self.recent_error_lead_h > 0:
             raise ConfigurationError(f"recent_error_lead_h must be positive, got {self.recent_error_lead_h!r}")
-        if not self.starts_s:
-            raise InvalidForecastError(f"{where} has no points; check the source's time range and zone")
-        if len(self.starts_s) != len(self.values):
-            raise InvalidForecastError(f"{where} has {len(self.starts_s)} times but {len(self.values)} values")
         starts, values = self.starts_s, self.values
-        # Forecasts are built on every re-plan: check in C first, and walk the points in Python
-        # only to name the one that is wrong.
-        if not all(map(operator.lt, starts, starts[1:])):
-            for earlier, later in pairwise(starts):
-                if not later > earlier:
-                    raise InvalidForecastError(
-                        f"{where} is not strictly increasing in time at {_iso(later)}; "
-                        "sort the points and drop duplicate timestamps"
-                    )
-        if not self.end_s > starts[-1]:
-            raise InvalidForecastError(f"{where} ends at {_iso(self.end_s)}, not after its last point")
+        cumulative = check_steps(where, starts, values, self.end_s)
         # A NaN or an infinity makes the sum non-finite, whatever min() and max() say.
         if not (math.isfinite(sum(values)) and 0.0 <= min(values) and max(values) <= MAX_PLAUSIBLE_G_PER_KWH):
             for start, value in zip(starts, values, strict=True):
                 if not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_G_PER_KWH):
                     raise InvalidForecastError(
-                        f"{where} has intensity {value!r} at {_iso(start)}; values must be finite and within "
+                        f"{where} has intensity {value!r} at {iso(start)}; values must be finite and within "
                         f"0..{MAX_PLAUSIBLE_G_PER_KWH:g} gCO2eq/kWh (check the source's unit: lbs/MWh or kg/kWh?)"
                     )
-        # The integral up to each point's start, summed left to right.
-        steps = map(operator.mul, values, map(operator.sub, starts[1:], starts))
-        object.__setattr__(self, "_cumulative", tuple(accumulate(steps, initial=0.0)))
+        object.__setattr__(self, "_cumulative", cumulative)
 
     @classmethod
     def from_points(
@@ -127,16 +110,7 @@ class Forecast:
         if not pairs:
             raise InvalidForecastError(f"forecast for zone {zone!r} from {source!r} has no points")
         starts = tuple(p[0] for p in pairs)
-        if resolution is not None:
-            step = resolution.total_seconds()
-            if step <= 0:
-                raise ConfigurationError(f"resolution must be positive, got {resolution}")
-        elif len(starts) >= 2:
-            step = starts[-1] - starts[-2]
-        else:
-            raise InvalidForecastError(
-                f"forecast for zone {zone!r} has a single point; pass resolution= to say how long it holds"
-            )
+        step = last_step(f"forecast for zone {zone!r}", starts, resolution)
         return cls(
             zone=zone,
             source=source,
@@ -150,29 +124,6 @@ class Forecast:
             recent_error=recent_error,
             recent_error_lead_h=recent_error_lead_h,
         )
-
-    @property
-    def start(self) -> datetime:
-        """When the first point starts (UTC)."""
-        return datetime.fromtimestamp(self.starts_s[0], UTC)
-
-    @property
-    def end(self) -> datetime:
-        """When the last point stops holding (UTC)."""
-        return datetime.fromtimestamp(self.end_s, UTC)
-
-    def points(self) -> list[tuple[datetime, float]]:
-        """The points as ``(UTC datetime, gCO2eq/kWh)`` pairs."""
-        return [(datetime.fromtimestamp(s, UTC), v) for s, v in zip(self.starts_s, self.values, strict=True)]
-
-    def covers(self, start_s: float, end_s: float) -> bool:
-        """Whether the interval ``[start_s, end_s]`` (epoch seconds) lies inside the forecast."""
-        return self.starts_s[0] <= start_s and end_s <= self.end_s
-
-    def integral_to(self, t_s: float) -> float:
-        """The integral of intensity from the first point to ``t_s`` (g/kWh x s); t_s must be covered."""
-        i = bisect_right(self.starts_s, t_s) - 1
-        return self._cumulative[i] + self.values[i] * (t_s - self.starts_s[i])
 
     def mean_between(self, start_s: float, end_s: float) -> float:
         """Time-weighted mean intensity over ``[start_s, end_s]`` (epoch seconds), clipped to coverage."""
@@ -192,10 +143,6 @@ class Forecast:
         if not self.covers(s, s) or s == self.end_s:
             return math.nan
         return self.values[bisect_right(self.starts_s, s) - 1]
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
 
 
 def common_signal(forecasts: Sequence[Forecast]) -> Signal:

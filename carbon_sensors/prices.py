@@ -15,15 +15,14 @@ currency, and may be negative. Values are always per MWh; the currency is never 
 from __future__ import annotations
 
 import math
-import operator
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, pairwise
 
 from carbon_sensors.errors import ConfigurationError, InvalidForecastError
+from carbon_sensors.steps import StepSeries, check_steps, iso, last_step
 from carbon_sensors.timeutil import as_utc
 
 __all__ = ["MAX_PLAUSIBLE_PRICE_PER_MWH", "PriceForecast", "check_currency"]
@@ -46,7 +45,7 @@ def check_currency(currency: object) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PriceForecast:
+class PriceForecast(StepSeries):
     """Electricity price (``currency`` per MWh) for one zone from one source, as UTC epoch-second slots.
 
     Build it with :meth:`from_points`; the constructor validates whatever it is given. Negative
@@ -71,29 +70,16 @@ class PriceForecast:
         if not (isinstance(self.error_24h, int | float) and 0.0 <= self.error_24h < 10.0):
             raise ConfigurationError(f"error_24h must be a relative error such as 0.1, got {self.error_24h!r}")
         starts, values = self.starts_s, self.values
-        if not starts:
-            raise InvalidForecastError(f"{where} has no points; check the source's time range and zone")
-        if len(starts) != len(values):
-            raise InvalidForecastError(f"{where} has {len(starts)} times but {len(values)} values")
-        if not all(map(operator.lt, starts, starts[1:])):
-            for earlier, later in pairwise(starts):
-                if not later > earlier:
-                    raise InvalidForecastError(
-                        f"{where} is not strictly increasing in time at {_iso(later)}; "
-                        "sort the points and drop duplicate timestamps"
-                    )
-        if not self.end_s > starts[-1]:
-            raise InvalidForecastError(f"{where} ends at {_iso(self.end_s)}, not after its last point")
+        cumulative = check_steps(where, starts, values, self.end_s)
         limit = MAX_PLAUSIBLE_PRICE_PER_MWH
         if not (math.isfinite(sum(values)) and -limit <= min(values) and max(values) <= limit):
             for start, value in zip(starts, values, strict=True):
                 if not (math.isfinite(value) and -limit <= value <= limit):
                     raise InvalidForecastError(
-                        f"{where} has price {value!r} at {_iso(start)}; values must be finite {self.currency}/MWh "
+                        f"{where} has price {value!r} at {iso(start)}; values must be finite {self.currency}/MWh "
                         f"within +/-{limit:g} (fill or drop missing hours; check the unit: per kWh or cents?)"
                     )
-        steps = map(operator.mul, values, map(operator.sub, starts[1:], starts))
-        object.__setattr__(self, "_cumulative", tuple(accumulate(steps, initial=0.0)))
+        object.__setattr__(self, "_cumulative", cumulative)
 
     @classmethod
     def from_points(
@@ -115,16 +101,7 @@ class PriceForecast:
         if not pairs:
             raise InvalidForecastError(f"price forecast for zone {zone!r} from {source!r} has no points")
         starts = tuple(p[0] for p in pairs)
-        if resolution is not None:
-            step = resolution.total_seconds()
-            if step <= 0:
-                raise ConfigurationError(f"resolution must be positive, got {resolution}")
-        elif len(starts) >= 2:
-            step = starts[-1] - starts[-2]
-        else:
-            raise InvalidForecastError(
-                f"price forecast for zone {zone!r} has a single point; pass resolution= to say how long it holds"
-            )
+        step = last_step(f"price forecast for zone {zone!r}", starts, resolution)
         return cls(
             zone=zone,
             source=source,
@@ -140,29 +117,6 @@ class PriceForecast:
     def unit(self) -> str:
         """The unit of every value, e.g. ``"EUR/MWh"``."""
         return f"{self.currency}/MWh"
-
-    @property
-    def start(self) -> datetime:
-        """When the first point starts (UTC)."""
-        return datetime.fromtimestamp(self.starts_s[0], UTC)
-
-    @property
-    def end(self) -> datetime:
-        """When the last point stops holding (UTC)."""
-        return datetime.fromtimestamp(self.end_s, UTC)
-
-    def points(self) -> list[tuple[datetime, float]]:
-        """The points as ``(UTC datetime, currency/MWh)`` pairs."""
-        return [(datetime.fromtimestamp(s, UTC), v) for s, v in zip(self.starts_s, self.values, strict=True)]
-
-    def covers(self, start_s: float, end_s: float) -> bool:
-        """Whether the interval ``[start_s, end_s]`` (epoch seconds) lies inside the forecast."""
-        return self.starts_s[0] <= start_s and end_s <= self.end_s
-
-    def integral_to(self, t_s: float) -> float:
-        """The integral of price from the first point to ``t_s`` (currency/MWh x s); t_s must be covered."""
-        i = bisect_right(self.starts_s, t_s) - 1
-        return self._cumulative[i] + self.values[i] * (t_s - self.starts_s[i])
 
     def mean_between(self, start_s: float, end_s: float) -> float:
         """Time-weighted mean price over ``[start_s, end_s]`` (epoch seconds); NaN where not covered."""
@@ -181,6 +135,3 @@ class PriceForecast:
         """What ``energy_kwh`` drawn evenly over the window costs, in ``currency`` (may be negative)."""
         return self.window_mean(start, duration) * energy_kwh / 1000.0
 
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
