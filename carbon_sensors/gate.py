@@ -239,7 +239,9 @@ class Decision:
     else says so), ``wait`` (until ``next_check``), or ``error``.
 
     ``intensity_at_submission`` is the forecast window mean had the job started when the gate first
-    decided (the counterfactual); ``saving_pct`` in the event compares the planned start with it.
+    decided (the counterfactual: for a first plan that waits, the best start-now option in any allowed
+    zone; else the home zone's); ``saving_pct`` in the event compares the planned start with it, as
+    the plan's own saving does.
 
     ``to_event()`` is the JSON dict a trigger yields and the task pushes to XCom.
     """
@@ -344,13 +346,24 @@ async def decide(
                              price_at_submission)
     counterfactual, signal = intensity_at_submission, signal_at_submission
     if counterfactual is None and decision.plan is not None:
-        counterfactual, signal = decision.plan.intensity_now, decision.plan.signal
+        counterfactual, signal = _counterfactual(decision.plan), decision.plan.signal
     if decision.plan is not None and signal is not None and signal != decision.plan.signal:
         counterfactual = None  # average and marginal are never compared (a fallback changed the signal)
     if price_at_submission is None and decision.plan is not None:
         price_at_submission = decision.plan.price_now
     return replace(decision, intensity_at_submission=counterfactual, signal_at_submission=signal,
                    submitted_at=as_utc(submitted_at, "submitted_at"), price_at_submission=price_at_submission)
+
+
+def _counterfactual(plan: Plan) -> float | None:
+    """What the first plan measured its saving against, so the event's ``saving_pct`` says what the plan said.
+
+    A wait beats the best start-now option in any allowed zone (moving now would have had that
+    much without waiting); a start now, here or in another zone, is measured against the home zone now.
+    """
+    if plan.decision == "wait" and plan.intensity_best_now is not None:
+        return plan.intensity_best_now
+    return plan.intensity_now
 
 
 @lru_cache(maxsize=64)

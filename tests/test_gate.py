@@ -76,6 +76,25 @@ def test_waiting_is_only_worth_it_against_the_best_start_now_zone(tmp_path):
     assert result.expected_saving_pct == pytest.approx(50.0)
 
 
+def test_the_decision_s_saving_is_the_plan_s_against_the_best_start_now_zone(tmp_path):
+    """A two-zone wait's event measures its saving as its plan does: against starting now in the cleaner zone."""
+    series = {"DE": [400.0] * 12, "GB": [200.0] * 3 + [100.0] + [200.0] * 8}
+    (tmp_path / "both.csv").write_text("timestamp,zone,carbon_intensity\n" + "".join(
+        f"{(T0 + timedelta(hours=h)).isoformat()},{zone},{values[h]}\n" for zone, values in series.items()
+        for h in range(12)))
+    source = {"kind": "file", "path": str(tmp_path / "both.csv")}
+    gate = CarbonGate(zones=("DE", "GB"), deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source=source)
+    first = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert first.status == "wait" and first.plan.best_now_zone == "GB"
+    event = first.to_event()
+    assert event["intensity_at_submission"] == 200.0  # GB now, not DE's 400
+    assert event["saving_pct"] == pytest.approx(first.plan.expected_saving_pct) == pytest.approx(50.0)
+    later = asyncio.run(decide(gate, now=T0 + timedelta(hours=3), deadline=T0 + timedelta(hours=8), submitted_at=T0,
+                               intensity_at_submission=first.intensity_at_submission))
+    assert later.status == "go" and later.to_event()["saving_pct"] == pytest.approx(50.0)
+
+
 def test_listeners_see_every_decision_and_a_failing_listener_is_ignored(tmp_path):
     """Each re-plan reaches decision listeners; a listener that raises never stops the gate."""
     path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])
