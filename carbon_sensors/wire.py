@@ -77,23 +77,29 @@ def upgrade_kwargs(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]
     return out, notes
 
 
-def read_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A trigger event as this release reads it: an unknown ``status`` becomes a ``forced`` start.
+def read_event(event: Any) -> dict[str, Any]:
+    """A trigger event as this release reads it: an unknown ``status``, or no dict at all, becomes a ``forced`` start.
 
-    A newer triggerer may yield a status this worker does not know. The trigger only fires when the
-    task should start (or on an error, which has its own status), so the task starts, and the
-    reason says so.
+    A newer triggerer may yield a status (or a shape) this worker does not know. The trigger only
+    fires when the task should start (or on an error, which has its own status), so the task
+    starts, and the reason says so.
 
     >>> read_event({"status": "go_elsewhere", "reason": "cleaner in GB", "zone": "GB"})["forced_reason"]
     'unreadable_event'
+    >>> read_event(["go"])["status"]
+    'forced'
     """
-    event = dict(event)
-    status = event.get("status")
-    if status in EVENT_STATUSES:
+    if not isinstance(event, Mapping):
+        what = f"an event this carbon-sensors cannot read ({str(event)[:200]!r})"
+        event = {}
+    else:
+        event = dict(event)
+        what = f"status {event.get('status')!r}, which this carbon-sensors cannot read (its reason: {event.get('reason')!r})"
+    if event.get("status") in EVENT_STATUSES:
         return event
     event.update(
         status="forced", forced=True, forced_reason=UNREADABLE_EVENT,
-        reason=f"Starting now: the gate's trigger sent status {status!r}, which this carbon-sensors cannot read "
-               f"(its reason: {event.get('reason')!r}); upgrade carbon-sensors on the workers to the triggerers' version.",
+        reason=f"Starting now: the gate's trigger sent {what}; "
+               "upgrade carbon-sensors on the workers to the triggerers' version.",
     )
     return event

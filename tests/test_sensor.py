@@ -116,14 +116,17 @@ def test_templated_deadline_is_rendered_before_planning(tmp_path):
 
 
 def test_execute_complete_returns_the_decision_and_refuses_errors(tmp_path):
-    """Resuming with go returns the event for XCom; an error event or junk raises GateError."""
+    """Resuming with go returns the event for XCom; an error event raises GateError; an event of a shape this
+    release cannot read (a triggerer on another version) starts the task, forced, saying what to upgrade."""
     task = sensor(tmp_path)
     event = {"status": "go", "reason": "clean", "zone": "DE"}
     assert task.execute_complete(context_at(T0), event=event) == event
     with pytest.raises(GateError, match="source down"):
         task.execute_complete(context_at(T0), event={"status": "error", "reason": "source down"})
-    with pytest.raises(GateError, match="unexpected event"):
-        task.execute_complete(context_at(T0), event="go")
+    for junk in ("go", None, {"reason": "no status"}):
+        decision = task.execute_complete(context_at(T0), event=junk)
+        assert (decision["status"], decision["forced_reason"]) == ("forced", "unreadable_event"), junk
+        assert "upgrade carbon-sensors on the workers" in decision["reason"]
 
 
 def test_poke_mode_waits_then_is_done_at_the_window(tmp_path):
