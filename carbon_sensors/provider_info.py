@@ -8,7 +8,14 @@ from carbon_sensors import __version__
 
 
 def get_provider_info() -> dict[str, Any]:
-    """What ``airflow providers list`` shows about this package."""
+    """What ``airflow providers list`` shows about this package; an Airflow below the floor gets a VersionError.
+
+    Airflow calls this first, through the entry point, so the floor is named here before any module
+    of the provider is imported (Airflow logs the error and leaves the provider out).
+    """
+    from carbon_sensors.compat import require
+
+    require("airflow")
     return {
         "package-name": "carbon-sensors",
         "name": "Carbon Sensors",

@@ -64,3 +64,20 @@ def test_importing_an_adapter_under_an_old_airflow_fails_with_the_floor(tmp_path
                          text=True, check=True).stdout
     assert "VersionError carbon-sensors needs Apache Airflow 3.1 or newer, and this environment has 3.0.6" in out, out
     assert "airflow imported: False" in out
+
+
+def test_the_provider_entry_point_under_an_old_airflow_names_the_floor(tmp_path):
+    """Airflow's providers manager calls get_provider_info first: under Airflow 3.0.6 it raises VersionError."""
+    code = (
+        "from carbon_sensors.provider_info import get_provider_info\n"
+        "try:\n"
+        "    get_provider_info()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=_fake_airflow_core(tmp_path, "3.0.6"), capture_output=True,
+                         text=True, check=True).stdout
+    assert "VersionError carbon-sensors needs Apache Airflow 3.1 or newer, and this environment has 3.0.6" in out, out
+    from carbon_sensors.provider_info import get_provider_info
+
+    assert get_provider_info()["package-name"] == "carbon-sensors"  # the installed Airflow passes
