@@ -44,6 +44,16 @@ GATES = {
         map_index=3, policy={"max_delay_s": 86400.0, "threshold": None, "min_saving_pct": 5.0, "safety_margin_s": 1800.0},
         on_source_error="embedded", check_interval_s=300.0,
     ), JUNE_15),
+    "priced_gb_within_budget": (dict(
+        zones=["GB"], deadline="2026-01-13T06:00:00+00:00", expected_duration_s=7200.0,
+        submitted_at=JAN_12_18H.isoformat(), dag_id="batch_llm_inference", task_id="infer",
+        run_id="scheduled__2026-01-12T18:00:00+00:00", map_index=-1, try_number=1,
+        policy={"max_delay_s": None, "threshold": None, "min_saving_pct": 3.0, "safety_margin_s": None,
+                "max_cost_increase_pct": 10.0},
+        price_source={"kind": "tariff", "flat": None, "currency": "GBP", "tz": "Europe/London",
+                      "bands": [["00:00", "07:00", 90.0], ["07:00", "23:00", 250.0], ["23:00", "24:00", 90.0]]},
+        price_at_submission=250.0,
+    ), JAN_12_18H),
 }
 
 
