@@ -440,7 +440,8 @@ async def wait_for_window(
     Sleeps in steps of at most ``gate.check_interval``, re-reading the clock and the override each
     step, so a clock jump or a manual override is noticed; it never sleeps past the latest start.
     ``waiting_until``: the planned start of an earlier decision to wait (e.g. the sensor's, in the worker).
-    ``configuration_checked``: as for :func:`decide` (a trigger, whose task planned first).
+    ``configuration_checked``: as for :func:`decide` (a trigger, whose task planned first); the
+    re-plans after the first decision always count as checked.
     ``correct_forecasts``: correct each forecast by the error its source made on the current slot
     (:mod:`carbon_sensors.correction`). Off by default: it assumes revisions continue, which neither
     the NESO sample nor the martingale backtest model shows (``bench/forecast_revisions.py``), and
@@ -461,6 +462,9 @@ async def wait_for_window(
         if intensity_at_submission is None:
             intensity_at_submission = decision.intensity_at_submission
             signal_at_submission = decision.signal_at_submission
+        # The first plan used this configuration: from now on, one that breaks (a connection deleted
+        # while the gate waits) is a source failure, and the fallbacks and the latest start decide.
+        configuration_checked = True
         if price_at_submission is None:
             price_at_submission = decision.price_at_submission
         if decision.status == "wait" and decision.plan is not None:

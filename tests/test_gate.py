@@ -95,6 +95,34 @@ def test_the_decision_s_saving_is_the_plan_s_against_the_best_start_now_zone(tmp
     assert later.status == "go" and later.to_event()["saving_pct"] == pytest.approx(50.0)
 
 
+class _BreaksAfterFirstPlan(FileSource):
+    """A file source whose configuration breaks after the first plan, as a connection deleted while a gate waits."""
+
+    fetches = 0
+
+    async def fetch(self, zone, start, end, *, now):
+        type(self).fetches += 1
+        if type(self).fetches > 1:
+            raise ConfigurationError("the Airflow Connection 'carbon_em' does not exist; create it or fix conn_id")
+        return await super().fetch(zone, start, end, now=now)
+
+
+def test_a_configuration_that_breaks_while_waiting_in_process_still_starts_the_job(tmp_path):
+    """wait_for_window (Prefect's in-process wait, poke sensors) treats a configuration broken after its first plan
+    as a source failure: on_source_error decides and the job starts, never an error that fails it."""
+    path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])
+    _BreaksAfterFirstPlan.fetches = 0
+    gate = CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source=_BreaksAfterFirstPlan(path))
+    decision = asyncio.run(wait_for_window(gate, deadline=T0 + timedelta(hours=8), submitted_at=T0,
+                                           clock=FrozenClock(T0)))
+    assert (decision.status, decision.forced_reason) == ("forced", "source_error"), decision
+    assert "does not exist" in decision.reason and _BreaksAfterFirstPlan.fetches == 2
+    _BreaksAfterFirstPlan.fetches = 1  # broken already at the first plan: a configuration error, the task fails
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        asyncio.run(wait_for_window(gate, deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=FrozenClock(T0)))
+
+
 def test_listeners_see_every_decision_and_a_failing_listener_is_ignored(tmp_path):
     """Each re-plan reaches decision listeners; a listener that raises never stops the gate."""
     path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])

@@ -140,6 +140,27 @@ def test_poke_mode_waits_then_is_done_at_the_window(tmp_path):
     assert result.xcom_value["status"] == "go"
 
 
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_a_connection_deleted_between_pokes_still_starts_the_task(tmp_path, monkeypatch, mode):
+    """A poke after the first plan of its try (reschedule: Airflow's count; poke: the same instance) treats a
+    missing connection as a source failure and starts as on_source_error says; the first plan still fails."""
+    monkeypatch.delenv("AIRFLOW_CONN_CARBON_EM_DELETED", raising=False)
+    task = sensor(tmp_path, deferrable=False, mode=mode,
+                  source={"kind": "electricitymaps", "conn_id": "carbon_em_deleted"})
+    with use_clock(FrozenClock(T0 + timedelta(hours=1))):
+        with pytest.raises(ConfigurationError, match="carbon_em_deleted"):
+            task.poke(context_at(T0))  # the task's first plan: wrong configuration fails it
+        later = context_at(T0) | {"task_reschedule_count": 1} if mode == "reschedule" else context_at(T0)
+        fresh = sensor(tmp_path, deferrable=False, mode=mode,
+                       source={"kind": "electricitymaps", "conn_id": "carbon_em_deleted"})
+        if mode == "poke":
+            fresh._carbon_planned = True  # as after this instance's first poke planned with the connection
+        result = fresh.poke(later)
+    assert isinstance(result, PokeReturnValue) and result.is_done
+    assert (result.xcom_value["status"], result.xcom_value["forced_reason"]) == ("forced", "source_error")
+    assert "does not exist" in result.xcom_value["reason"]
+
+
 def test_poke_mode_is_forced_at_the_latest_start(tmp_path):
     """Poking at the latest start always finishes, forced by the deadline."""
     task = sensor(tmp_path, values=[500 - 40 * h for h in range(12)], deferrable=False)

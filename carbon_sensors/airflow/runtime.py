@@ -149,7 +149,10 @@ class GateRun:
             return None
         return match_force_variable(value, self.task.dag_id, self.task.task_id)
 
-    def first_decision(self) -> Decision:
+    def first_decision(self, *, replan: bool = False) -> Decision:
+        """The decision of this task try's plan. ``replan``: an earlier poke of this try planned with
+        the same configuration, so a configuration that breaks now (a deleted connection) is a source
+        failure that the fallbacks and the latest start decide, not an error that fails the task."""
         if self.gate.expected_duration is None:
             from carbon_sensors.planning import MIN_HISTORY_RUNS
 
@@ -163,7 +166,8 @@ class GateRun:
             self._record(decision)
             return decision
         decision = run_sync(
-            decide(self.gate, now=self.now, deadline=self.deadline, submitted_at=self.submitted_at, override=self.override())
+            decide(self.gate, now=self.now, deadline=self.deadline, submitted_at=self.submitted_at, override=self.override(),
+                   configuration_checked=replan)
         )
         if decision.status == "wait":  # go/forced are logged once, by finish()
             self.task.log.info("Carbon gate waiting: %s", decision.reason)

@@ -119,7 +119,10 @@ class CarbonAwareSensor(BaseSensorOperator):
         return finish(self, event)
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
-        decision = self._run(context).first_decision()
+        # A later poke of this try (poke mode: this instance; reschedule mode: Airflow's count) re-plans.
+        replan = getattr(self, "_carbon_planned", False) or bool(context.get("task_reschedule_count"))
+        decision = self._run(context).first_decision(replan=replan)
+        self._carbon_planned = True
         if decision.status == "wait":
             return False
         return PokeReturnValue(is_done=True, xcom_value=finish(self, decision.to_event()))
