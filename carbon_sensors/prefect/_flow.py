@@ -390,6 +390,7 @@ async def _decide_deployed(
         return _Outcome(event=memo.decision)
     clock = default_clock()
     now = clock.now()
+    replan = memo is not None  # an earlier start of this run planned with this configuration
     if memo is None:
         anchor = flow_run_anchor(now)
         memo = _Memo(deadline=resolve_deadline(gate.deadline, {"run_after": anchor}), submitted_at=min(anchor, now))
@@ -399,7 +400,7 @@ async def _decide_deployed(
     decision = await decide(
         gate, now=now, deadline=memo.deadline, submitted_at=memo.submitted_at, override=override,
         intensity_at_submission=memo.intensity, waiting_until=memo.planned_start, signal_at_submission=memo.signal,
-        price_at_submission=memo.price,
+        price_at_submission=memo.price, configuration_checked=replan,
     )
     if memo.intensity is None:
         memo.intensity, memo.signal = decision.intensity_at_submission, decision.signal_at_submission

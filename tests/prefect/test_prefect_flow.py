@@ -80,6 +80,23 @@ def test_the_deadline_stays_put_across_restarts(client, tmp_path):
     assert stored.empirical_policy.retries == 2, "two deferrals, two extra retries on a flow that asked for none"
 
 
+def test_a_source_whose_configuration_breaks_after_a_deferral_still_starts_the_run(client, csv):
+    """Re-started after its first plan, a run whose source's configuration no longer works (the file lost its
+    value column) starts as on_source_error says, by its latest start; it is not failed as wrong configuration."""
+    seen = []
+    flow = gated_flow(csv, seen)
+    deployment_id, _ = deploy(flow)
+    run = create_run(client, deployment_id, JUNE_15)
+    with use_clock(FrozenClock(JUNE_15)):
+        assert start_run(client, flow, run.id)[0] == "paused"
+    csv.write_text(csv.read_text().replace("carbon_intensity", "gco2"))
+    with use_clock(FrozenClock(JUNE_15 + timedelta(hours=3))):
+        outcome, result = start_run(client, flow, run.id)
+    assert (outcome, result) == ("done", 42)
+    assert (seen[0]["status"], seen[0]["forced_reason"]) == ("forced", "source_error"), seen[0]
+    assert "carbon_intensity" in seen[0]["reason"]
+
+
 def test_a_run_restarted_half_a_second_early_runs(client, csv):
     """Prefect may start a run a moment before its scheduled time: within the slack it runs rather than defer again."""
     seen = []
