@@ -120,6 +120,13 @@ class CarbonGate:
         object.__setattr__(self, "fallbacks", tuple(source_from_spec(f) for f in self.fallbacks))
         for zone in zones:
             self.source.check_zone(zone)
+        for fallback in self.fallbacks:  # a fallback that cannot serve a zone would fail when it is needed most
+            for zone in zones:
+                try:
+                    fallback.check_zone(zone)
+                except UnknownZoneError as exc:
+                    raise UnknownZoneError(f"fallback source {fallback.kind!r}: {exc}; drop it from fallbacks= "
+                                           "or give the zone a source that serves it") from None
         if self.expected_duration is not None and (
             not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0)
         ):
@@ -547,7 +554,7 @@ async def _try_fallbacks(
                 source.check_zone(zone)
             forecasts = await _fetch(source, gate.zones, now, deadline)
             plan_ = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
-        except (SourceError, ForecastError, OSError) as again:
+        except (SourceError, ForecastError, OSError, ConfigurationError) as again:  # e.g. its connection deleted
             log.warning("fallback source %s failed too (%s: %s)", source.kind, type(again).__name__, again)
             continue
         log.warning("carbon source failed (%s: %s); the fallback %s serves", type(exc).__name__, exc, source.kind)

@@ -123,6 +123,27 @@ def test_a_configuration_that_breaks_while_waiting_in_process_still_starts_the_j
         asyncio.run(wait_for_window(gate, deadline=T0 + timedelta(hours=8), submitted_at=T0, clock=FrozenClock(T0)))
 
 
+def test_a_fallback_that_cannot_serve_a_zone_is_refused_at_parse(tmp_path):
+    """The primary serves the zone; the embedded-profile fallback does not: the DAG fails at parse, naming the fallback."""
+    path = tmp_path / "xx.csv"
+    path.write_text("timestamp,carbon_intensity\n2026-06-15T00:00:00+00:00,300\n2026-06-15T01:00:00+00:00,300\n")
+    with pytest.raises(UnknownZoneError, match=r"fallback source 'embedded'.*drop it from fallbacks="):
+        CarbonGate(zones="XX-NOWHERE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                   source={"kind": "file", "path": str(path)}, fallbacks=[{"kind": "embedded"}])
+
+
+def test_an_explicit_fallback_chain_skips_a_fallback_whose_connection_is_gone(tmp_path, monkeypatch):
+    """fallbacks=[a keyed source whose connection was deleted, the embedded profile]: the second serves the plan."""
+    monkeypatch.delenv("AIRFLOW_CONN_CARBON_EM_DELETED", raising=False)
+    gate = CarbonGate(zones="DE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source={"kind": "file", "path": str(tmp_path / "gone.csv")},
+                      fallbacks=[{"kind": "electricitymaps", "conn_id": "carbon_em_deleted"}, {"kind": "embedded"}])
+    decision = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0,
+                                  configuration_checked=True))
+    assert decision.status in ("wait", "go") and decision.fallback == "embedded", decision
+    assert decision.plan.source == EMBEDDED_SOURCE_NAME
+
+
 def test_listeners_see_every_decision_and_a_failing_listener_is_ignored(tmp_path):
     """Each re-plan reaches decision listeners; a listener that raises never stops the gate."""
     path = write_forecast_csv(tmp_path / "f.csv", T0, [400, 400, 400, 100, 400, 400, 400, 400, 400])
