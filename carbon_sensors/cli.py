@@ -55,9 +55,9 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from carbon_sensors.signals import run_sync
 
     now = _moment(args.at, datetime.now(UTC))
-    hours = parse_span(args.hours, "--hours")
+    hours = parse_span(args.hours, "--hours", bare="hours")  # --hours 24 is 24 hours, as is 24h
     if hours <= timedelta(0):
-        raise ConfigurationError(f"--hours {args.hours} must be longer than zero, e.g. --hours 24h")
+        raise ConfigurationError(f"--hours {args.hours} must be longer than zero, e.g. --hours 24")
     source = _source(args)
     source.check_zone(args.zone)
     forecast = run_sync(source.fetch(args.zone, now, now + hours, now=now))
@@ -98,14 +98,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"--deadline {args.deadline} ({deadline:%Y-%m-%d %H:%M} UTC) is already past; give a later one, e.g. +8h"
         )
-    duration = parse_span(args.duration, "--duration")
+    # A bare number needs a unit here: --duration 6 could be six seconds or six hours.
+    duration = parse_span(args.duration, "--duration", bare="refuse")
     if duration <= timedelta(0):
         raise ConfigurationError(f"--duration {args.duration} must be longer than zero, e.g. --duration 1h")
     policy = Policy(
-        max_delay=parse_span(args.max_delay, "--max-delay") if args.max_delay else None,
+        max_delay=parse_span(args.max_delay, "--max-delay", bare="refuse") if args.max_delay else None,
         threshold=args.threshold,
         min_saving_pct=args.min_saving_pct,
-        safety_margin=parse_span(args.safety_margin, "--safety-margin") if args.safety_margin else None,
+        safety_margin=parse_span(args.safety_margin, "--safety-margin", bare="refuse") if args.safety_margin else None,
     )
     # The same case as a gate refused at parse time: a job that cannot finish in time is an error.
     margin = policy.margin_for(duration)
@@ -120,11 +121,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         source.check_zone(zone)
     forecasts = [run_sync(source.fetch(z, now, deadline, now=now)) for z in args.zone]
     result = plan(forecasts, now=now, deadline=deadline, expected_duration=duration, policy=policy)
+    decided = result.to_dict()
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(decided, indent=2))
     else:
         print(result.reason)
-        print(f"  decision        {result.decision}")
+        print(f"  status          {decided['status']}")  # wait, go or forced, as in --json and the XCom decision
         print(f"  planned start   {result.planned_start:%Y-%m-%d %H:%M} UTC in {result.zone}")
         print(f"  latest start    {result.latest_start:%Y-%m-%d %H:%M} UTC (deadline {result.deadline:%Y-%m-%d %H:%M} UTC)")
         now_text = f"{_g(result.intensity_now)} now"
@@ -305,10 +307,15 @@ def plot_figure(out: dict):
 
 def _when(text: str, now: datetime, option: str) -> datetime:
     """A span back from ``now`` (``30d``, ``12h``) or an ISO-8601 time with an offset."""
+    from carbon_sensors.timeutil import is_span
+
     try:
-        return now - parse_span(text)
-    except ConfigurationError:
-        pass
+        float(text)
+    except ValueError:
+        if is_span(text):
+            return now - parse_span(text, option, bare="refuse")
+    else:  # a bare number: 30 what?
+        return now - parse_span(text, option, bare="refuse")
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -343,7 +350,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from carbon_sensors.ledger import Ledger
 
-    stale_after = parse_span(args.stale_after)
+    stale_after = parse_span(args.stale_after, "--stale-after")  # a bare number is seconds, as in the help
+    if stale_after < timedelta(0):
+        raise ConfigurationError(f"--stale-after {args.stale_after} must be zero or longer, e.g. --stale-after 15m")
     with Ledger(args.ledger, spool_dir=args.spool_dir) as ledger:
         flushed = ledger.flush_spool()
         abandoned = ledger.abandon_stale(stale_after, datetime.now(UTC))
@@ -402,15 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     forecast = sub.add_parser("forecast", help="show a zone's forecast")
     forecast.add_argument("--zone", required=True)
-    forecast.add_argument("--hours", default="24h", help="how far ahead (default 24h)")
+    forecast.add_argument("--hours", default="24",
+                          help="how far ahead: a number of hours (24) or a span (90min, 2d); default 24")
     with_source(forecast)
     forecast.set_defaults(func=_cmd_forecast)
 
     plan = sub.add_parser("plan", help="plan a job: when (and where) should it start?")
     plan.add_argument("--zone", required=True, action="append", help="allowed zone; repeat for more (home first)")
     plan.add_argument("--deadline", required=True, help="ISO-8601 with offset, or +8h from now")
-    plan.add_argument("--duration", required=True, help="expected duration, e.g. 1h or 90m")
-    plan.add_argument("--max-delay", help="never wait longer than this, e.g. 4h")
+    plan.add_argument("--duration", required=True, help="expected duration, with its unit, e.g. 1h or 90m")
+    plan.add_argument("--max-delay", help="never wait longer than this, e.g. 4h (0: start at once)")
     plan.add_argument("--threshold", type=float, help="start at once at or below this intensity (g/kWh)")
     plan.add_argument("--min-saving-pct", type=float, default=3.0, help="only wait for at least this saving")
     plan.add_argument("--safety-margin", help="kept free before the deadline (default 10%% of duration, >= 5 min)")
@@ -473,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = sub.add_parser("reconcile", help="land spooled records, close dead runs, re-price with actuals")
     reconcile.add_argument("--ledger", help="the ledger's URL (default: CARBON_SENSORS_LEDGER_URL or the SQLite file)")
     reconcile.add_argument("--stale-after", default="15m",
-                           help="close started runs without a heartbeat for this long as abandoned (default 15m)")
+                           help="close started runs without a heartbeat for this long as abandoned (default 15m; "
+                                "a bare number is seconds)")
     reconcile.add_argument("--no-reprice", action="store_true", help="skip re-pricing forecast-based records")
     reconcile.add_argument("--spool-dir", help="the spool (default: CARBON_SENSORS_SPOOL_DIR or next to the SQLite file)")
     reconcile.add_argument("--json", action="store_true", help="print the counts as JSON")

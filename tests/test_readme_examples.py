@@ -1,7 +1,7 @@
 """Every code block of the README and docs/ that is meant to run, run as written.
 
 Python blocks run in a fresh interpreter, in a working directory that holds what the README tells a
-user to have: ``dags/`` (the example DAGs), the Data Portal trace ``DE_2023_hourly.csv`` (and GB's),
+user to have: ``example_dags/`` (as in a clone of this repository), the Data Portal trace ``DE_2023_hourly.csv`` (and GB's),
 ``my_forecast.csv``, ``grid_intensity.csv`` and a ledger with a few runs. ``carbon-sensors``
 commands in shell blocks run with their output checked for its key line (``COMMANDS``); other shell
 lines (pip, make, airflow) are installs and deployments, run by CI itself (``.ci/run``). JSON, INI
@@ -11,6 +11,8 @@ run in the Prefect suite (tests/prefect/test_docs_examples.py).
 
 from __future__ import annotations
 
+import ast
+import builtins
 import configparser
 import csv
 import json
@@ -75,7 +77,7 @@ def workdir(tmp_path_factory, airflow_db) -> Path:
     from carbon_sensors.records import RunKey, RunRecord
 
     work = tmp_path_factory.mktemp("readme")
-    shutil.copytree(ROOT / "example_dags", work / "dags", ignore=shutil.ignore_patterns("prefect_*", "__pycache__"))
+    shutil.copytree(ROOT / "example_dags", work / "example_dags", ignore=shutil.ignore_patterns("__pycache__"))
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     (work / "my_forecast.csv").write_text("timestamp,carbon_intensity\n" + "".join(
         f"{(now + timedelta(hours=h)).isoformat()},{300 + 40 * ((h % 24) < 8)}\n" for h in range(-1, 48)))
@@ -127,6 +129,67 @@ def test_every_command_shown_is_checked():
 
 def _strip(block: Block) -> list[str]:
     return [" ".join(re.sub(r"\s+#.*$", "", c).split()) for c in block.commands()]
+
+
+def _bound(tree: ast.AST) -> set[str]:
+    """Every name a block binds: imports, definitions, arguments, assignment and loop targets."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+@pytest.mark.parametrize("block", _params(("python",)))
+def test_python_block_names_only_what_it_defines(block):
+    """A block runs as written when pasted: no name it uses is left for the reader to define (``llm``)."""
+    tree = ast.parse(block.body)
+    known = _bound(tree) | set(dir(builtins))
+    undefined = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+                       - known)
+    assert not undefined, f"{block.id} uses {', '.join(undefined)} without defining it"
+
+
+@pytest.mark.parametrize("block", _params(("python",)))
+def test_python_block_builds_tasks_inside_a_dag(block):
+    """An operator or sensor a block builds is built in ``with DAG(...)`` or a ``@dag`` function, as in a DAG file."""
+    def outside(node: ast.AST):
+        if isinstance(node, ast.With | ast.FunctionDef | ast.AsyncFunctionDef):
+            return  # a DAG context or a (@dag or @task) function: built when the DAG is
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            if re.search(r"(Operator|Sensor)$", name):
+                yield f"{name}(...) at line {node.lineno}"
+        for child in ast.iter_child_nodes(node):
+            yield from outside(child)
+
+    found = list(outside(ast.parse(block.body)))
+    assert not found, f"{block.id} builds {', '.join(found)} outside a DAG"
+
+
+def test_the_dagbag_folder_shown_is_in_a_fresh_clone():
+    """The testing snippet's DagBag folder exists in the repository, as a fresh clone has it."""
+    (block,) = [b for b in ALL if b.lang == "python" and "DagBag(" in b.body]
+    folder = re.search(r"DagBag\(\"([^\"]+)\"\)", block.body)[1]
+    assert (ROOT / folder).is_dir(), f"{block.id}: DagBag({folder!r}) names no folder of a fresh clone"
+    assert any(p.suffix == ".py" for p in (ROOT / folder).iterdir())
+
+
+def test_the_price_files_shown_say_where_to_get_them():
+    """Like the carbon traces (the Data Portal), the price files the README names say where they come from."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = " ".join(text[text.index("### Price sources"):text.index("\n## ", text.index("### Price sources"))].split())
+    assert "ENTSO-E Transparency Platform" in section and "transparency.entsoe.eu" in section
+    assert "market operator" in section and "`datetime_utc,price_usd_per_mwh`" in section
+    assert "#price-sources" in text[text.index("**What it would have cost.**"):]
 
 
 @pytest.mark.parametrize("block", _params(("python",)))
