@@ -38,7 +38,6 @@ own) where the planner takes them.
 from __future__ import annotations
 
 import asyncio
-import csv
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -47,8 +46,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError
+from carbon_sensors.errors import ConfigurationError, SourceDataError
 from carbon_sensors.forecast import Forecast
+from carbon_sensors.forecast_archive import ForecastArchive
 from carbon_sensors.forecast_models import (
     FORECAST_MODELS,
     MMFEForecasts,
@@ -73,6 +73,7 @@ __all__ = [
     "WORKLOADS",
     "FORECAST_MODELS",
     "ArchiveForecasts",
+    "ForecastArchive",
     "MMFEForecasts",
     "ModelForecasts",
     "Overrun",
@@ -88,6 +89,8 @@ __all__ = [
 
 STRATEGIES = ("now", "commit_once", "replan", "carbon_sensors", "oracle")
 HOUR = 3600.0
+#: The earlier name of :class:`~carbon_sensors.forecast_archive.ForecastArchive`.
+ArchiveForecasts = ForecastArchive
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,46 +216,6 @@ def load_trace(
     return Trace(name=path.name, zone=zone, actual=actual)
 
 
-class ArchiveForecasts:
-    """Real forecasts from an archive of ``issued_at, target_time, value`` rows (gCO2eq/kWh)."""
-
-    def __init__(self, path: str | Path, zone: str, signal: str = "average"):
-        from carbon_sensors.timeutil import parse_utc
-
-        by_issue: dict[float, list[tuple[float, float]]] = {}
-        with Path(path).open(newline="") as f:
-            reader = csv.DictReader(f)
-            missing = {"issued_at", "target_time", "value"} - set(reader.fieldnames or ())
-            if missing:
-                raise SourceDataError(
-                    f"{path} lacks column(s) {', '.join(sorted(missing))}; it needs issued_at, target_time, value"
-                )
-            for row in reader:
-                issued = parse_utc(row["issued_at"], "issued_at").timestamp()
-                by_issue.setdefault(issued, []).append((parse_utc(row["target_time"], "target_time").timestamp(),
-                                                        float(row["value"])))
-        if not by_issue:
-            raise SourceDataError(f"{path} has no rows")
-        self.zone, self.signal = zone, signal
-        self.issues = sorted(by_issue)
-        self.points = {k: sorted(v) for k, v in by_issue.items()}
-
-    def issued_at(self, t_s: float) -> Forecast:
-        from bisect import bisect_right
-
-        k = bisect_right(self.issues, t_s) - 1
-        if k < 0:
-            raise ForecastCoverageError(f"no archived forecast was issued by {datetime.fromtimestamp(t_s, UTC)}")
-        issued = self.issues[k]
-        pairs = self.points[issued]
-        step = pairs[1][0] - pairs[0][0] if len(pairs) > 1 else HOUR
-        return Forecast(
-            zone=self.zone, source="forecast-archive", signal=self.signal,  # type: ignore[arg-type]
-            issued_at=datetime.fromtimestamp(issued, UTC), starts_s=tuple(p[0] for p in pairs),
-            values=tuple(p[1] for p in pairs), end_s=pairs[-1][0] + step,
-        )
-
-
 @dataclass
 class _Tally:
     jobs: int = 0
@@ -364,7 +327,7 @@ def run_trace(
     from carbon_sensors.forecast_models import MMFEPriceForecasts
 
     if settings.archive:
-        forecasts = {traces[0].zone: ArchiveForecasts(settings.archive, traces[0].zone, traces[0].actual.signal)}
+        forecasts = {traces[0].zone: ForecastArchive(settings.archive, traces[0].zone, traces[0].actual.signal)}
     else:
         forecasts = {
             t.zone: make_forecasts(settings.forecast_model, t.actual, sigma24=settings.sigma24, rho=settings.rho,
@@ -534,7 +497,7 @@ def simulate(
     results = collect(merged, currency)
     out = {
         "forecast_model": (
-            f"archive {settings.archive}" if settings.archive else
+            f"archive {settings.archive}: {ForecastArchive(settings.archive, 'archive').describe()}" if settings.archive else
             describe_model(settings.forecast_model, sigma24=settings.sigma24, rho=settings.rho)
             + f"; seeds = {settings.seeds}; forecasts refresh hourly"
             + (f"; exact up to h = {settings.exact_h:g} h (a foresight diagnostic)" if settings.exact_h else "")
