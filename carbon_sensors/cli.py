@@ -5,6 +5,7 @@
     carbon-sensors plan --zone DE --deadline +8h --duration 1h
     carbon-sensors plan --zone DE --zone GB --deadline 2026-06-16T06:00+02:00 --duration 6h --json
     carbon-sensors simulate --trace DE_2021-2023_hourly.csv --workload nightly_enrichment --json
+    carbon-sensors simulate --dag dags/catalog_enrichment.py --trace DE_2021-2023_hourly.csv
     carbon-sensors report --since 30d --by team --format csv --out carbon.csv
     carbon-sensors reconcile --stale-after 15m --json
 
@@ -162,8 +163,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         simulate,
     )
 
+    gated = _gated_tasks(args)  # --dag / --flow: the file's gated tasks are the workloads
     workloads = []
-    for name in args.workload or ["all"]:
+    for name in [] if gated else args.workload or ["all"]:
         if name == "all":
             workloads.extend(WORKLOADS.values())
         elif name in WORKLOADS:
@@ -179,7 +181,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     traces = [load_trace(path, args.column, time_column=args.time_column, timezone=args.timezone)
               for path in args.trace]
-    if args.zones_group:
+    if args.zones_group and not gated:
         group = [z.strip() for z in args.zones_group.split(",") if z.strip()]
         by_zone = {t.zone: t for t in traces}
         missing = [z for z in group if z not in by_zone]
@@ -209,13 +211,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"\rsimulating [{bar:<{width}}] {done}/{total} units, {elapsed:.0f}s elapsed, ~{eta:.0f}s left",
               end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    out = simulate(groups, settings, prices=prices, workers=args.workers, progress=progress)
+    if gated:
+        from carbon_sensors.simulate_dag import Overrides, simulate_gated
+
+        overrides = Overrides(slack=_opt_span(args.slack, "--slack"), every=_opt_span(args.every, "--every"),
+                              duration=_opt_span(args.duration, "--duration"), min_saving_pct=args.min_saving_pct)
+        out = simulate_gated(gated, traces, settings, overrides=overrides, prices=prices, workers=args.workers,
+                             progress=progress)
+    else:
+        out = simulate(groups, settings, prices=prices, workers=args.workers, progress=progress)
     if args.plot:
         _plot(out, args.plot)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
     print(f"Forecast model: {out['forecast_model']}")
+    if gated:
+        from carbon_sensors.simulate_dag import describe
+
+        print(f"Gated tasks of {args.dag or args.flow}, each backtested with its own settings:")
+        print("\n".join("  " + line for line in describe(out["gated"])))
+    group_zones = {info["workload"]: info["zones"] for info in out.get("gated", ())}
     priced = "prices" in out
     if priced:
         print(f"Price forecasts: {out['prices']['forecast_model']}; planned on by: "
@@ -231,7 +247,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         summary = out["summary"][workload][strategy]
         jobs = sum(r["jobs"] for r in rows)
         fraction = summary["fraction_of_oracle"]
-        zones = ",".join(sorted({r["zone"] for r in rows})) + (" (one group)" if args.zones_group else "")
+        zones = ",".join(group_zones.get(workload) or sorted({r["zone"] for r in rows})) + (
+            " (one group)" if args.zones_group or len(group_zones.get(workload, ())) > 1 else "")
         print(row_format.format(
             workload, strategy, f"{summary['savings_vs_now'] * 100:.1f}%", "" if fraction is None else f"{fraction:.3f}",
             sum(r["deadline_misses"] for r in rows), sum(r["caused_misses"] for r in rows),
@@ -267,7 +284,37 @@ def _simulate_policy(args: argparse.Namespace, policy_type: type, prices: Sequen
             "price settings yet; upgrade carbon-sensors, or drop them to backtest carbon only")
     if knobs and prices and "currency" in known:
         knobs["currency"] = args.currency or prices[0].actual.currency
-    return policy_type(min_saving_pct=args.min_saving_pct, **knobs)
+    from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
+
+    minimum = DEFAULT_MIN_SAVING_PCT if args.min_saving_pct is None else args.min_saving_pct
+    return policy_type(min_saving_pct=minimum, **knobs)
+
+
+def _opt_span(text: str | None, option: str) -> timedelta | None:
+    return None if text is None else parse_span(text, option, bare="refuse")
+
+
+def _gated_tasks(args: argparse.Namespace) -> list:
+    """The gated tasks of ``--dag`` or ``--flow`` (an empty list without either), the flags checked against them."""
+    from_file = ("--slack", args.slack), ("--every", args.every), ("--duration", args.duration), ("--task", args.task)
+    if not (args.dag or args.flow):
+        if given := [flag for flag, value in from_file if value is not None]:
+            raise ConfigurationError(f"{', '.join(given)} go with --dag or --flow (they stand in for what the file "
+                                     "says); for a --workload write them into it, e.g. 'etl:every=24h,slack=8h,...'")
+        return []
+    if args.dag and args.flow:
+        raise ConfigurationError("give one of --dag or --flow, not both")
+    clash = [flag for flag, value in (("--workload", args.workload), ("--workload-file", args.workload_file),
+                                      ("--zones-group", args.zones_group), ("--max-cost-increase-pct",
+                                      args.max_cost_increase_pct), ("--objective", args.objective),
+                                      ("--max-intensity", args.max_intensity),
+                                      ("--carbon-price-per-tonne", args.carbon_price_per_tonne)) if value]
+    if clash:
+        raise ConfigurationError(f"{', '.join(clash)}: with --{'dag' if args.dag else 'flow'} the workloads, zones and "
+                                 "policy are the gates' own; drop them, or change the gate in the file")
+    from carbon_sensors.gated_files import load_gated_tasks
+
+    return load_gated_tasks(args.dag or args.flow, "dag" if args.dag else "flow", args.task)
 
 
 def _plot(out: dict, path: str) -> None:
@@ -437,6 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a preset (nightly_enrichment, embedding_refresh, index_rebuild, weekly_retrain), 'all' "
                           "(default), or custom 'name:every=4h,duration=1h,slack=4h[,offset=18h][,weekday=0]'; repeat")
     sim.add_argument("--workload-file", help="custom workloads, one per line")
+    sim.add_argument("--dag", help="backtest the gated tasks of this Airflow DAG file as they are: their zones, "
+                                   "schedule, deadline, expected duration and policy")
+    sim.add_argument("--flow", help="the same for a Prefect flow file (@carbon_aware_flow; needs Prefect installed)")
+    sim.add_argument("--task", help="with --dag or --flow: only this gated task (its task id)")
+    sim.add_argument("--slack", help="with --dag or --flow: each run's deadline this long after its data interval "
+                                     "end (for a deadline the backtest cannot evaluate), e.g. 8h")
+    sim.add_argument("--every", help="with --dag or --flow: a run every this long from 00:00 UTC, for a schedule "
+                                     "without run times (None, assets) or in place of it, e.g. 24h")
+    sim.add_argument("--duration", help="with --dag or --flow: the expected duration, where the gate learns it, e.g. 1h")
     sim.add_argument("--sigma24", type=float, default=0.10, help="forecast error (1 sigma, relative) at 24 h")
     sim.add_argument("--rho", type=float, default=0.9, help="hour-to-hour correlation of forecast errors")
     sim.add_argument("--seeds", type=int, default=3)
@@ -447,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--overrun", default="none", help="none, or lognormal:p95=1.5")
     sim.add_argument("--zones-group", help="zones a workload may run in (spatial shifting), e.g. DE,GB")
     sim.add_argument("--forecast-archive", help="real forecasts (issued_at,target_time,value) instead of the model")
-    sim.add_argument("--min-saving-pct", type=float, default=3.0, help="the planner's minimum saving (default 3)")
+    sim.add_argument("--min-saving-pct", type=float,
+                     help="the planner's minimum saving (default 3; with --dag, in place of the gates' own)")
     sim.add_argument("--price-trace", action="append",
                      help="hourly market prices (CSV/Parquet, per MWh) for a --trace's zone, matched by zone; repeat")
     sim.add_argument("--price-column", help="the price trace's price column (default: recognised by name)")

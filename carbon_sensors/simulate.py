@@ -124,6 +124,14 @@ class Workload:
             t += self.period_h * HOUR
         return out
 
+    def runs(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """(submission, deadline) pairs (epoch s) of the jobs whose deadline lies inside ``[start_s, end_s]``.
+
+        What the backtest reads; a workload with run times of its own (a DAG's schedule, see
+        :mod:`carbon_sensors.simulate_dag`) gives its own pairs.
+        """
+        return [(t, t + self.slack_h * HOUR) for t in self.submissions(start_s, end_s)]
+
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -352,16 +360,15 @@ async def _run_trace(traces, settings, seed, forecasts, prices=None) -> dict[tup
     tallies: dict[tuple[str, str], _Tally] = {}
     for workload in settings.workloads:
         rng = random.Random(f"{seed}:{home.zone}:{workload.name}")
-        submissions = workload.submissions(start_s, end_s - workload.duration_h * HOUR * 4)
-        factors = settings.overrun.factors(rng, len(submissions))
+        runs = workload.runs(start_s, end_s - workload.duration_h * HOUR * 4)
+        factors = settings.overrun.factors(rng, len(runs))
         expected = timedelta(hours=workload.duration_h)
         history: list[float] = []
-        for submit_s, factor in zip(submissions, factors, strict=True):
+        for (submit_s, deadline_s), factor in zip(runs, factors, strict=True):
             policy = settings.policy
             if settings.overrun.p95 is not None and policy.safety_margin is None:
                 policy = _policy_with_margin(policy, history, expected, settings.margin_quantile)
             actual_s = workload.duration_h * HOUR * factor
-            deadline_s = submit_s + workload.slack_h * HOUR
             now_met = submit_s + actual_s <= deadline_s
             latest_s = deadline_s - (expected + policy.margin_for(expected)).total_seconds()
             for strategy in settings.strategies:

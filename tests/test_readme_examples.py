@@ -49,6 +49,8 @@ COMMANDS: dict[str, str] = {
         r"weekly_retrain +carbon_sensors",
     "carbon-sensors simulate --trace DE_2023_hourly.csv --price-trace DE_2023_hourly_usd_per_mwh.csv --workload "
     "nightly_enrichment": r"cost_saving_pct +mean_price",
+    "carbon-sensors simulate --dag example_dags/catalog_enrichment.py --trace DE_2023_hourly.csv":
+        r"wait_for_clean_power +carbon_sensors",
     "carbon-sensors report --since 30d --by team --format table": r"search",
     "carbon-sensors reconcile": r"spooled records written to the ledger",
 }
