@@ -3,6 +3,10 @@
 Its settings come from the environment of the Airflow processes the test starts: tasks per zone, the
 zones, the deadline (an absolute time on the test's compressed clock), the local Electricity
 Maps-shaped forecast server and the Airflow Connection holding its API key.
+
+Where ``CS_CELERY_MARKERS`` names a directory, each try's first act is to append a line (its PID and
+the time) to the file ``<task_id>.<map_index>.<try_number>`` there, synced to disk: the test tells a
+try SIGKILLed before its work began (no file) from one killed while its work ran.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from airflow.sdk import dag
+from airflow.sdk import dag, get_current_context
 
 from carbon_sensors import After
 from carbon_sensors.decorators import carbon_aware
@@ -25,6 +30,19 @@ CONN_ID = os.environ.get("CS_HA_CONN_ID", "carbon_celery_em")
 WORK_S = float(os.environ.get("CS_CELERY_WORK_S", "2"))
 
 
+def mark_try() -> None:
+    """Append this try's line to its marker file (see the module docstring); nothing without CS_CELERY_MARKERS."""
+    markers = os.environ.get("CS_CELERY_MARKERS")
+    if not markers:
+        return
+    ti = get_current_context()["ti"]
+    path = Path(markers) / f"{ti.task_id}.{ti.map_index}.{ti.try_number}"
+    with open(path, "a", encoding="ascii") as marker:
+        marker.write(f"{os.getpid()} {time.time():.3f}\n")
+        marker.flush()
+        os.fsync(marker.fileno())
+
+
 @dag(dag_id="carbon_celery", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
      max_active_tasks=1024, tags=["team:scale"])
 def carbon_celery():
@@ -33,6 +51,7 @@ def carbon_celery():
                       conn_id=CONN_ID, check_interval=timedelta(minutes=5), task_id=f"shard_{zone}",
                       retries=3, retry_delay=timedelta(seconds=2))
         def shard(i: int) -> int:
+            mark_try()  # first: the work has begun
             time.sleep(WORK_S)  # real seconds: the worker SIGKILL must find tasks running
             return i * i
 
