@@ -184,11 +184,13 @@ def does_not_fit(duration: timedelta, margin: timedelta, slack: timedelta, where
 
     >>> does_not_fit(timedelta(hours=1), timedelta(minutes=6), timedelta(minutes=65), "before the deadline")
     'the expected duration 1h fits in the 65min before the deadline, but its safety margin of 6min does not'
+    >>> does_not_fit(timedelta(hours=2), timedelta(minutes=12), timedelta(hours=2))  # exactly: the margin is what is short
+    'the expected duration 2h fits in the 2h, but its safety margin of 12min does not'
     """
     from carbon_sensors.durations import format_span
 
     where = f" {where}" if where else ""
-    if slack <= duration:
+    if slack < duration or (slack == duration and not margin):  # exactly equal with no margin: no room at all
         return f"the expected duration {format_span(duration)} does not fit in the {format_span(slack)}{where}"
     if slack < duration + margin:
         return (f"the expected duration {format_span(duration)} fits in the {format_span(slack)}{where}, but its "

@@ -68,7 +68,8 @@ def test_simulate_advises_only_flags_it_has_and_they_work(capsys, tmp_path):
     ("deadline", "duration", "phrase"),
     [
         ("+1h", "90min", "--duration 90min does not fit in the 1h before --deadline +1h"),
-        ("+1h", "1h", "--duration 1h does not fit in the 1h before --deadline +1h"),
+        # exactly as long as the slack: the job itself fits, its safety margin is what does not
+        ("+1h", "1h", "--duration 1h fits in the 1h before --deadline +1h, but its safety margin of 6min does not"),
         ("+65min", "1h", "--duration 1h fits in the 65min before --deadline +65min, but its safety margin of 6min"),
     ],
 )
