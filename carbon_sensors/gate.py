@@ -120,13 +120,13 @@ class CarbonGate:
         object.__setattr__(self, "fallbacks", tuple(source_from_spec(f) for f in self.fallbacks))
         for zone in zones:
             self.source.check_zone(zone)
-        for fallback in self.fallbacks:  # a fallback that cannot serve a zone would fail when it is needed most
-            for zone in zones:
+        for fallback in self.fallbacks:  # one that serves none of the zones would fail when it is needed most
+            if not _served_zones(fallback, zones):
                 try:
-                    fallback.check_zone(zone)
+                    fallback.check_zone(zones[0])
                 except UnknownZoneError as exc:
-                    raise UnknownZoneError(f"fallback source {fallback.kind!r}: {exc}; drop it from fallbacks= "
-                                           "or give the zone a source that serves it") from None
+                    raise UnknownZoneError(f"fallback source {fallback.kind!r} serves none of the zones ({exc}); drop "
+                                           "it from fallbacks= or give the zones a source that serves them") from None
         if self.expected_duration is not None and (
             not isinstance(self.expected_duration, timedelta) or self.expected_duration <= timedelta(0)
         ):
@@ -549,10 +549,11 @@ async def _try_fallbacks(
 ) -> tuple[Plan | None, str | None]:
     """The configured fallback sources, in order; the first that can plan serves."""
     for source in gate.fallbacks:
+        zones = _served_zones(source, gate.zones)  # like the embedded profile: plan on the zones it serves
+        if not zones:
+            continue
         try:
-            for zone in gate.zones:
-                source.check_zone(zone)
-            forecasts = await _fetch(source, gate.zones, now, deadline)
+            forecasts = await _fetch(source, zones, now, deadline)
             plan_ = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
         except (SourceError, ForecastError, OSError, ConfigurationError) as again:  # e.g. its connection deleted
             log.warning("fallback source %s failed too (%s: %s)", source.kind, type(again).__name__, again)
@@ -560,6 +561,18 @@ async def _try_fallbacks(
         log.warning("carbon source failed (%s: %s); the fallback %s serves", type(exc).__name__, exc, source.kind)
         return plan_, source.kind
     return None, None
+
+
+def _served_zones(source: Source, zones: Sequence[str]) -> list[str]:
+    """The zones, in order, that ``source`` serves."""
+    served = []
+    for zone in zones:
+        try:
+            source.check_zone(zone)
+        except UnknownZoneError:
+            continue
+        served.append(zone)
+    return served
 
 
 async def _on_source_error(

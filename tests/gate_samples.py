@@ -25,9 +25,11 @@ SAMPLE = {
     "carbon_price_per_tonne": 80.0,
     "currency": "EUR",
 }
-#: What a setting needs beside it to be valid alone: the cost settings need a price source.
+#: What a setting needs beside it to be valid alone: the cost settings need a price source, and the NESO
+#: fallback serves GB only (a fallback that serves none of the gate's zones is refused at parse).
 NEEDS = {name: {"price_source": SAMPLE["price_source"]}
          for name in ("max_cost_increase_pct", "objective", "carbon_price_per_tonne")}
+NEEDS["fallbacks"] = {"zones": ["GB"]}
 #: The least a gate needs, from which each sample value is changed in turn.
 BASE = {"zones": ["DE"], "deadline": SAMPLE["deadline"], "expected_duration": timedelta(hours=1)}
 

@@ -127,9 +127,19 @@ def test_a_fallback_that_cannot_serve_a_zone_is_refused_at_parse(tmp_path):
     """The primary serves the zone; the embedded-profile fallback does not: the DAG fails at parse, naming the fallback."""
     path = tmp_path / "xx.csv"
     path.write_text("timestamp,carbon_intensity\n2026-06-15T00:00:00+00:00,300\n2026-06-15T01:00:00+00:00,300\n")
-    with pytest.raises(UnknownZoneError, match=r"fallback source 'embedded'.*drop it from fallbacks="):
+    with pytest.raises(UnknownZoneError, match=r"fallback source 'embedded' serves none of the zones.*drop it from"):
         CarbonGate(zones="XX-NOWHERE", deadline=After(hours=8), expected_duration=timedelta(hours=1),
                    source={"kind": "file", "path": str(path)}, fallbacks=[{"kind": "embedded"}])
+
+
+def test_a_fallback_that_serves_some_of_the_zones_plans_on_those(tmp_path):
+    """A DE+GB gate whose fallback holds GB only: when the primary fails, the plan is made on GB alone."""
+    gb = write_forecast_csv(tmp_path / "gb.csv", T0, [200.0] * 12)
+    gate = CarbonGate(zones=("DE", "GB"), deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                      source={"kind": "file", "path": str(tmp_path / "gone.csv")},
+                      fallbacks=[{"kind": "file", "path": str(gb), "zone": "GB"}])
+    decision = asyncio.run(decide(gate, now=T0, deadline=T0 + timedelta(hours=8), submitted_at=T0))
+    assert decision.fallback == "file" and decision.plan.zone == "GB", decision
 
 
 def test_an_explicit_fallback_chain_skips_a_fallback_whose_connection_is_gone(tmp_path, monkeypatch):
