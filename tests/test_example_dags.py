@@ -95,7 +95,9 @@ def test_weekly_retrain_shifts_to_the_cleaner_zone(dag_bag):
     decision = decoded(xcom(dag_run, "wait_for_clean_window"))
     assert decision["status"] == "go" and decision["zone"] == "GB"
     assert decision["decided_at"] == "2026-06-15T10:00:00+00:00"
-    assert decision["saving_pct"] > 50
+    # The saving is against the best start-now option at submission, GB's (DE's was about twice as dirty):
+    # what waiting for GB's midday window gained over moving to GB at once.
+    assert decision["intensity_at_submission"] < 300 and decision["saving_pct"] > 20
     assert decoded(xcom(dag_run, "register")).startswith("registered model trained in GB")
 
 
