@@ -80,5 +80,7 @@ def test_weekly_retrain_shifts_to_the_cleaner_zone(prefect_api):
     result, trail = run(load("weekly_retrain").weekly_retrain, JUNE_15)
     assert trail[-1].status == "go" and trail[-1].zone == "GB"
     assert trail[-1].decided_at == datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
-    assert trail[-1].to_event()["saving_pct"] > 50
+    # Against the best start-now option at submission, GB's (DE's was about twice as dirty), as in Airflow.
+    event = trail[-1].to_event()
+    assert event["intensity_at_submission"] < 300 and event["saving_pct"] > 20
     assert result.startswith("registered model trained in GB")
