@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -356,12 +357,7 @@ def _when(text: str, now: datetime, option: str) -> datetime:
     """A span back from ``now`` (``30d``, ``12h``) or an ISO-8601 time with an offset."""
     from carbon_sensors.timeutil import is_span
 
-    try:
-        float(text)
-    except ValueError:
-        if is_span(text):
-            return now - parse_span(text, option, bare="refuse")
-    else:  # a bare number: 30 what?
+    if is_span(text) or re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", text):  # a bare number: refused, 30 what?
         return now - parse_span(text, option, bare="refuse")
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
