@@ -79,3 +79,31 @@ def test_a_shared_fetch_failing_unexpectedly_gives_every_waiter_the_same_error()
 
     results = asyncio.run(both())
     assert [type(r).__name__ for r in results] == ["KeyError", "KeyError"]
+
+
+def test_a_waiter_is_not_cancelled_with_the_caller_whose_fetch_it_shares():
+    """Single flight: cancelling the first caller leaves its fetch running for the others, and cached."""
+    from carbon_sensors.signals.cache import ForecastCache
+
+    cache = ForecastCache()
+    calls = []
+    forecast = Forecast.from_points([(T0, 200.0), (T0 + timedelta(hours=1), 180.0)], zone="DE", source="x")
+
+    async def slow():
+        calls.append(1)
+        await asyncio.sleep(0.1)
+        return forecast
+
+    async def scenario():
+        first = asyncio.ensure_future(cache.get("k", slow, ttl_s=60, max_stale_s=0))
+        second = asyncio.ensure_future(cache.get("k", slow, ttl_s=60, max_stale_s=0))
+        await asyncio.sleep(0.02)
+        first.cancel()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        again = await cache.get("k", slow, ttl_s=60, max_stale_s=0)
+        return results, again
+
+    (first, second), again = asyncio.run(scenario())
+    assert isinstance(first, asyncio.CancelledError)
+    assert second is forecast and again is forecast
+    assert calls == [1] and cache.fetches == 1

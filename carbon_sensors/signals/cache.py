@@ -1,8 +1,8 @@
 """One request per zone, not per task: a per-process forecast cache for live sources.
 
 Keyed by (source kind, base URL, zone, signal, granularity). Entries live for the source's refresh
-cadence (``ttl_s``). Concurrent waiters share one in-flight request (single flight). Size is bounded
-(least recently used entries go first). When a refresh fails, a recent good forecast is served
+cadence (``ttl_s``). Concurrent waiters share one in-flight request (single flight), which a waiter
+cancelled mid-flight does not cancel. Size is bounded (least recently used entries go first). When a refresh fails, a recent good forecast is served
 instead (stale-while-error, up to ``max_stale_s``), marked ``[stale]`` in its ``source`` so records
 say which served.
 
@@ -50,45 +50,42 @@ class ForecastCache:
     async def get(
         self, key: Hashable, fetch: Callable[[], Awaitable[Forecast]], *, ttl_s: float, max_stale_s: float
     ) -> Forecast:
-        now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < ttl_s:
+        if entry is not None and time.monotonic() - entry[0] < ttl_s:
             self._entries.move_to_end(key)
             return entry[1]
+        loop = asyncio.get_running_loop()
         running = self._inflight.get(key)
-        if running is not None and running.get_loop() is asyncio.get_running_loop():
-            return await asyncio.shield(running)
-        future = self._inflight[key] = asyncio.get_running_loop().create_future()
+        if running is None or running.get_loop() is not loop:
+            # The refresh is a task of its own that every caller awaits shielded: a caller cancelled
+            # mid-flight (a trigger its triggerer drops) neither wastes the request already sent nor
+            # cancels the others waiting for it, and the forecast still reaches this cache and the
+            # shared one for the next caller.
+            running = self._inflight[key] = loop.create_task(self._refresh(key, fetch, ttl_s, max_stale_s, entry))
+            running.add_done_callback(_retrieved)
+        return await asyncio.shield(running)
+
+    async def _refresh(self, key: Hashable, fetch: Callable[[], Awaitable[Forecast]], ttl_s: float,
+                       max_stale_s: float, entry: tuple[float, Forecast] | None) -> Forecast:
         try:
             self.fetches += 1
             forecast = await self._fetch(key, fetch, ttl_s, max_stale_s)
         except (SourceError, ForecastError) as exc:
-            if entry is not None and now - entry[0] < max_stale_s and not isinstance(exc, SourceAuthError):
-                log.warning("refresh failed (%s); serving the forecast from %.0f s ago", exc, now - entry[0])
-                stale = entry[1] if entry[1].source.endswith(STALE_MARK) else replace(
+            age = time.monotonic() - entry[0] if entry is not None else None
+            if entry is not None and age is not None and age < max_stale_s and not isinstance(exc, SourceAuthError):
+                log.warning("refresh failed (%s); serving the forecast from %.0f s ago", exc, age)
+                return entry[1] if entry[1].source.endswith(STALE_MARK) else replace(
                     entry[1], source=entry[1].source + STALE_MARK)
-                future.set_result(stale)
-                return stale
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            raise
-        except asyncio.CancelledError:  # cancelled: let the waiters retry rather than hang
-            future.cancel()
-            raise
-        except BaseException as exc:  # any other failure: every waiter gets the same error, not a cancellation
-            future.set_exception(exc)
-            future.exception()
             raise
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
         if forecast.source.endswith(STALE_MARK):  # served stale by the shared layer: not fresh here either
-            future.set_result(forecast)
             return forecast
         self._entries[key] = (time.monotonic(), forecast)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
-        future.set_result(forecast)
         return forecast
 
     async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[Forecast]], ttl_s: float,
@@ -101,6 +98,12 @@ class ForecastCache:
         if shared is None:
             return await fetch()
         return await shared.get(key, fetch, ttl_s=ttl_s, max_stale_s=max_stale_s)
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Marks a refresh's failure as seen: every caller may have been cancelled before it ended."""
+    if not task.cancelled():
+        task.exception()
 
 
 #: The cache every live source in this process shares unless given its own.

@@ -231,6 +231,37 @@ def test_waiters_in_one_process_share_one_store_lookup(store_url):
     assert vendor.calls == 1 and sum(shared.stats.values()) == 1
 
 
+def test_a_caller_cancelled_mid_fetch_still_fills_the_store_for_the_others(store_url):
+    """A trigger dropped while its request is out: the answer still reaches the store and the others.
+
+    The request had reached the vendor; cancelling it would make the next process ask again.
+    """
+    answered = []
+
+    async def slow_vendor():
+        await asyncio.sleep(0.2)
+        answered.append(1)
+        return forecast()
+
+    shared, other = make(store_url), make(store_url)
+
+    async def cancel_the_first():
+        local = ForecastCache(shared=shared)
+        first = asyncio.ensure_future(local.get(KEY, slow_vendor, ttl_s=600, max_stale_s=3600))
+        second = asyncio.ensure_future(local.get(KEY, slow_vendor, ttl_s=600, max_stale_s=3600))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        got = await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return got, local
+
+    got, local = asyncio.run(cancel_the_first())
+    assert got == forecast() and answered == [1] and local.fetches == 1
+    vendor = Vendor()
+    assert get(other, vendor) == forecast() and vendor.calls == 0 and other.stats["hits"] == 1
+
+
 # -- racing processes --------------------------------------------------------------------------------
 
 RACER = Path(__file__).with_name("shared_cache_racer.py")
