@@ -359,8 +359,8 @@ class SharedForecastCache:
         self._down_until = time.monotonic() + self.retry_s
 
     async def _check_skew(self) -> None:
+        store_now = await self._call(self.store.now)  # a store that is down is checked on its next use
         self._skew_checked = True
-        store_now = await self._call(self.store.now)
         skew = self.wall() - store_now
         if abs(skew) > _SKEW_WARN_S:
             log.warning("this process's clock is %.0f s %s the shared forecast cache's (%s); ages are measured on the "

@@ -442,6 +442,20 @@ def test_a_store_that_comes_back_is_used_again(tmp_path):
     assert cache.stats["fetches"] == 1  # the store answered: this process fetched as its leader
 
 
+def test_the_clock_is_checked_once_the_store_answers_not_while_it_is_down(tmp_path, caplog):
+    """A process that met the store down checks its clock against the store when it comes back."""
+    import time
+
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'cache.db'}"
+    cache = make(url, retry_s=0.0, wall=lambda: time.time() + 60.0)
+    get(cache, Vendor())
+    assert cache.stats["bypassed"] == 1
+    (tmp_path / "missing-dir").mkdir()
+    with caplog.at_level(logging.WARNING, logger="carbon_sensors.signals.shared_cache"):
+        get(cache, Vendor(), key=(*KEY[:-1], T0 + timedelta(hours=1)))
+    assert any("clock is 60 s ahead of" in r.getMessage() for r in caplog.records)
+
+
 def test_a_killed_leader_holds_nobody_up_past_wait_s(store_url, caplog):
     """A lease whose holder died: the others wait at most wait_s, then fetch themselves."""
     cache = make(store_url, wait_s=0.3)
