@@ -40,6 +40,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -98,6 +99,22 @@ LATE_S = WAIT_S
 FALLBACKS = {"wait": "for another process to fetch a forecast into the shared cache",  # one fetch
              "store": "the shared forecast cache at "}  # "... is unavailable": down for RETRY_S; "... holds a": one row
 TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?")
+# The HA test's compressed clock, and each vendor request naming its process (a header only this
+# test's server reads), so a refresh that asks a zone twice says who asked.
+CELERY_SITECUSTOMIZE = SITECUSTOMIZE + '''
+if os.environ.get("CS_CELERY_MARKERS"):
+    import httpx
+
+    _send = httpx.AsyncClient.send
+
+    async def _send_naming_the_process(self, request, **kwargs):
+        request.headers["x-cs-test-pid"] = str(os.getpid())
+        return await _send(self, request, **kwargs)
+
+    httpx.AsyncClient.send = _send_naming_the_process
+'''
+# What Airflow's triggerer logs when it drops a trigger another triggerer now holds (or a user acted on).
+DROPPED = "Trigger cancelled by user action"
 # A process of the deployment with ``shared_cache = ledger``: fetches every zone once through the SQL
 # shared cache (table carbon_sensors_forecast_cache in the ledger's database), keyed by the Connection.
 SQL_PASS = """
@@ -156,8 +173,12 @@ def stores():
         client.close()
 
 
-def _vendor(epoch: float, key: str, seen: Counter, arrivals: list, window: Window):
-    """Electricity Maps v3 ``/forecast`` and ``/latest`` for ten zones; notes each forecast request's (zone, time)."""
+def _vendor(epoch: float, key: str, seen: Counter, arrivals: list, window: Window, askers: dict,
+            owner: Callable[[int], str]):
+    """Electricity Maps v3 ``/forecast`` and ``/latest`` for ten zones; notes each forecast request's (zone, time).
+
+    ``askers`` maps each noted request to the process that sent it (``owner`` names a PID).
+    """
 
     def intensity(when: datetime) -> int:
         return CLEAN if when in window else DIRTY
@@ -181,12 +202,29 @@ def _vendor(epoch: float, key: str, seen: Counter, arrivals: list, window: Windo
                                 "emissionFactorType": "lifecycle", "isEstimated": False, "estimationMethod": None})
             return
         arrivals.append((zone, now))
+        pid = handler.headers.get("x-cs-test-pid")
+        askers[(zone, now)] = owner(int(pid)) if pid and pid.isdigit() else "?"
         hours = int(parse_qs(url.query).get("horizonHours", ["24"])[0])
         points = [slot + EM_STEP * i for i in range(-1, int(timedelta(hours=hours) / EM_STEP))]
         send_json(handler, {"zone": zone, "updatedAt": _em_stamp(slot),
                             "forecast": [{"carbonIntensity": intensity(t), "datetime": _em_stamp(t)} for t in points]})
 
     return answer
+
+
+def _owner(deployment: Deployment) -> Callable[[int], str]:
+    """A PID's process of the deployment (a task process is named by its Celery worker), with the PID."""
+    import psutil
+
+    def name(pid: int) -> str:
+        tops = {process.pid: label for label, process in deployment.processes.items()}
+        try:
+            chain = [pid] + [parent.pid for parent in psutil.Process(pid).parents()]
+        except psutil.NoSuchProcess:
+            chain = [pid]
+        return next((f"{tops[p]}:{pid}" for p in chain if p in tops), f"?:{pid}")
+
+    return name
 
 
 def _deferred(db: sa.Engine) -> dict[int | None, int]:
@@ -257,7 +295,8 @@ def _markers(directory: Path, known: dict | None = None) -> dict[tuple[str, int,
 
 
 def _fallbacks(epoch: float, *roots: Path) -> tuple[list[tuple[datetime | None, str]], int]:
-    """Each per-process fallback the shared cache logged: (simulated time, kind); and how many log files were read.
+    """Each per-process fallback the shared cache logged, and each trigger a triggerer dropped ("dropped"):
+    (simulated time, kind); and how many log files were read.
 
     The same event can be in two files (a trigger's line is in the triggerer's log and the trigger's
     own): events are told apart by their timestamp.
@@ -268,7 +307,7 @@ def _fallbacks(epoch: float, *roots: Path) -> tuple[list[tuple[datetime | None, 
         for path in sorted(root.rglob("*.log")):
             files += 1
             for number, line in enumerate(path.read_text(errors="replace").splitlines()):
-                for kind, text in FALLBACKS.items():
+                for kind, text in [*FALLBACKS.items(), ("dropped", DROPPED)]:
                     if text in line:
                         if kind == "store":
                             kind = "down" if "is unavailable" in line else "row"
@@ -287,7 +326,7 @@ def _slot(when: datetime) -> datetime:
 
 
 def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime | None, str]],
-               processes: int) -> tuple[list[dict], int]:
+               processes: int, askers: dict | None = None) -> tuple[list[dict], int]:
     """Vendor forecast requests per refresh (the vendor's 15-minute slot), each with why a zone was asked twice.
 
     A zone's first request in a refresh is counted with the refresh before when it arrived within
@@ -296,7 +335,8 @@ def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime
     that it may ask once per process on the cold store (the first refresh), once for each logged
     wait past shared_cache_wait_s or row warning, and once per zone for each store-down warning
     (that process fetches for itself for RETRY_S), an event counting for the refreshes its fetch may
-    land in (its slot, and the next one within LATE_S).
+    land in (its slot, and the next one within LATE_S). A zone asked twice names each request's
+    simulated time and process (``askers``); triggers dropped by a triggerer are counted per refresh.
     """
     by_slot: dict[datetime, list[tuple[str, datetime]]] = {}
     for zone, when in sorted(arrivals, key=lambda a: a[1]):
@@ -329,8 +369,11 @@ def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime
             if when < end and reach + late_sim >= slot:
                 why[kind] += 1
         allowed = (processes if slot == first_slot else 0) + why["wait"] + why["row"] + len(ZONES) * why["down"]
+        twice = sorted(z for z, n in asked.items() if n > 1)
+        asked_by = {z: [f"{w:%H:%M:%S} {(askers or {}).get((z, w), '?')}" for zz, w in by_slot[slot] if zz == z]
+                    for z in twice}
         rows.append({"slot": slot, "requests": sum(asked.values()), "zones": len(asked), "extra": extra,
-                     "twice": sorted(z for z, n in asked.items() if n > 1), "cold": slot == first_slot,
+                     "twice": twice, "asked_by": asked_by, "cold": slot == first_slot, "dropped": why["dropped"],
                      "waits": why["wait"], "store": why["down"] + why["row"], "unexplained": max(0, extra - allowed)})
     return rows, late
 
@@ -339,9 +382,11 @@ def _why(row: dict) -> str:
     reasons = [f"cold store (at most one per process: {row['extra']} extra)"] if row["cold"] else []
     reasons += [f"{row['waits']} waits past shared_cache_wait_s logged"] if row["waits"] else []
     reasons += [f"{row['store']} store warnings logged"] if row["store"] else []
+    reasons += [f"{row['dropped']} triggers dropped by a triggerer"] if row["dropped"] else []
     reasons += [f"{row['unexplained']} UNEXPLAINED"] if row["unexplained"] else []
+    who = "; ".join(f"{zone} at {', '.join(by)}" for zone, by in row["asked_by"].items())
     return (f"{row['slot']:%H:%M} {row['requests']} for {row['zones']} zones "
-            f"(twice: {','.join(row['twice'])}; {'; '.join(reasons) or 'no fallback logged'})")
+            f"(twice: {who}; {'; '.join(reasons) or 'no fallback logged'})")
 
 
 def _redis_sweep(client, needles: list[bytes]) -> tuple[dict[bytes, list[str]], int, int, Counter]:
@@ -380,7 +425,7 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     home, site, logs, markers = tmp_path / "home", tmp_path / "site", tmp_path / "logs", tmp_path / "markers"
     for path in (home, site, logs, markers):
         path.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (site / "sitecustomize.py").write_text(CELERY_SITECUSTOMIZE)
     api_port = _free_port()
     sentinel = f"sentinel-key-{secrets.token_hex(8)}"
     fernet_key = Fernet.generate_key().decode()
@@ -442,10 +487,12 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     deployment = Deployment(env, logs)
     seen: Counter = Counter()
     arrivals: list[tuple[str, datetime]] = []  # forecast requests: (zone, simulated time at the server)
+    askers: dict[tuple[str, datetime], str] = {}  # each request's process
     with ExitStack() as stack:
         epoch = time.time()
         window = Window()  # all dirty until the DAG is triggered
-        vendor = stack.enter_context(faulty_server(_vendor(epoch, sentinel, seen, arrivals, window)))
+        vendor = stack.enter_context(faulty_server(_vendor(epoch, sentinel, seen, arrivals, window, askers,
+                                                                 _owner(deployment))))
         stack.callback(ledger_db.dispose)
         stack.callback(db.dispose)
         stack.callback(deployment.stop_all)
@@ -599,17 +646,18 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     # vendor requests per refresh (the server's 15-minute slot) across the deployment, and why any zone twice
     processes = len(deployment.processes)
     events, event_files = _fallbacks(epoch, logs, home / "logs")
-    refreshes, late_arrivals = _refreshes(run_arrivals, events, processes)
+    refreshes, late_arrivals = _refreshes(run_arrivals, events, processes, askers)
     per_refresh = [row["requests"] for row in refreshes]
     span = int((refreshes[-1]["slot"] - refreshes[0]["slot"]) / EM_STEP) + 1 if refreshes else 0
     total_fetches = len(run_arrivals)
     most = max(Counter((zone, _slot(when)) for zone, when in run_arrivals).values(), default=0)
     waited = sum(kind == "wait" for _, kind in events)
-    store_warned = sum(kind != "wait" for _, kind in events)
+    store_warned = sum(kind in ("down", "row") for _, kind in events)
+    dropped = sum(kind == "dropped" for _, kind in events)
     asked_twice = [row for row in refreshes if row["extra"]]
     above = [row for row in refreshes if row["requests"] > len(ZONES)]
     (tmp_path / "refreshes.json").write_text(json.dumps({
-        "arrivals": [(z, w.isoformat()) for z, w in run_arrivals],
+        "arrivals": [(z, w.isoformat(), askers.get((z, w))) for z, w in run_arrivals],
         "events": [(w.isoformat() if w else None, k) for w, k in events], "refreshes": refreshes}, default=str))
 
     zone_needle = b'"zone":"'
@@ -638,7 +686,8 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
               f"({late_arrivals} late arrivals counted with the refresh before); most for one zone in one refresh: "
               f"{most}; {len(above)} refreshes above {len(ZONES)}, a zone asked twice in {len(asked_twice)}"
               f"{': ' + ', '.join(_why(row) for row in asked_twice) if asked_twice else ''}; per-process fallbacks "
-              f"logged: {waited} waits past shared_cache_wait_s, {store_warned} store warnings ({event_files} log files)")
+              f"logged: {waited} waits past shared_cache_wait_s, {store_warned} store warnings ({event_files} log files); "
+              f"{dropped} triggers dropped by a triggerer (another took them over)")
         sentinel_hits = sum(len(s.found[key]) for s in sweeps.values()) + len(redis_found[key])
         print(f"Sentinel key: {seen['keyed']} requests carried it, {seen['refused']} refused; swept "
               f"{sweeps['logs'].files} process logs, {sweeps['home'].files} files under AIRFLOW_HOME, "
