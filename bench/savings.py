@@ -10,8 +10,10 @@ Run from the repository root (reads ../shared/data/carbon)::
 It prints the JSON of ``carbon-sensors simulate`` for each setting (with the wall time) and, as the
 last line, a one-line summary checked against the targets:
 
-- ``fraction_of_oracle`` of ``carbon_sensors`` >= 0.95 for every workload (at sigma24 = 0.10);
-- ``carbon_sensors`` >= ``commit_once`` for every workload (at every sigma);
+- ``fraction_of_oracle`` of ``carbon_sensors`` at sigma24 = 0.10 >= 0.95 for nightly_enrichment and
+  index_rebuild, >= 0.93 for embedding_refresh and weekly_retrain;
+- ``carbon_sensors`` >= ``replan`` + 0.01 and >= ``commit_once`` for every workload (at every sigma);
+- per zone, ``carbon_sensors`` no more than 2 points below ``replan`` (the ``per_zone`` table);
 - ``caused_misses`` = 0 without overrun, <= 0.1 % of jobs with an overrun;
 - the run of one setting finishes in under 5 minutes on 2 cores.
 
@@ -38,6 +40,21 @@ sys.path.insert(0, str(ROOT))
 
 from carbon_sensors.planning import Policy  # noqa: E402
 from carbon_sensors.simulate import WORKLOADS, Overrun, SimulationSettings, load_trace, simulate  # noqa: E402
+
+#: fraction_of_oracle targets of carbon_sensors at sigma24 = 0.10
+FRACTION_TARGETS = {"nightly_enrichment": 0.95, "index_rebuild": 0.95, "embedding_refresh": 0.93,
+                    "weekly_retrain": 0.93}
+
+
+def per_zone(results: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``fraction_of_oracle`` per workload, zone and strategy: where a strategy gains or loses."""
+    mean = {(r["workload"], r["zone"], r["strategy"]): r["mean_intensity"] for r in results}
+    table: dict = {}
+    for (workload, zone, strategy), value in sorted(mean.items()):
+        gap = mean[(workload, zone, "now")] - mean.get((workload, zone, "oracle"), float("nan"))
+        table.setdefault(workload, {}).setdefault(zone, {})[strategy] = (
+            round((mean[(workload, zone, "now")] - value) / gap, 4) if gap > 0 else None)
+    return table
 
 
 def main() -> int:
@@ -78,19 +95,27 @@ def main() -> int:
         out["wall_s"] = round(time.perf_counter() - started, 1)
         runs.append(out)
         summary = out["summary"]
+        out["per_zone"] = per_zone(out["results"])
         jobs = sum(r["jobs"] for r in out["results"] if r["strategy"] == "carbon_sensors")
         caused = sum(r["caused_misses"] for r in out["results"] if r["strategy"] == "carbon_sensors")
         worst = min(summary[w]["carbon_sensors"]["fraction_of_oracle"] for w in summary)
         beats = all(summary[w]["carbon_sensors"]["savings_vs_now"] >= summary[w]["commit_once"]["savings_vs_now"]
                     for w in summary)
-        ok = beats and (caused == 0 if overrun.p95 is None else caused <= 0.001 * jobs) and out["wall_s"] < 300
+        lead = min(summary[w]["carbon_sensors"]["fraction_of_oracle"] - summary[w]["replan"]["fraction_of_oracle"]
+                   for w in summary)
+        behind = min(row["carbon_sensors"] - row["replan"] for zones in out["per_zone"].values()
+                     for row in zones.values() if row["carbon_sensors"] is not None and row["replan"] is not None)
+        ok = (beats and lead >= 0.01 and behind >= -0.02 and out["wall_s"] < 300
+              and (caused == 0 if overrun.p95 is None else caused <= 0.001 * jobs))
         if sigma == 0.10:
-            ok = ok and worst >= 0.95
+            ok = ok and all(summary[w]["carbon_sensors"]["fraction_of_oracle"] >= FRACTION_TARGETS.get(w, 0.95)
+                            for w in summary)
         if exact:
             ok = None  # a diagnostic: forecasts better than any real one, checked against no target
         checks.append(ok)
-        out["checks"] = {"worst_fraction_of_oracle": worst, "beats_commit_once": beats, "caused_misses": caused,
-                         "jobs": jobs, "target_met": ok}
+        out["checks"] = {"worst_fraction_of_oracle": worst, "beats_commit_once": beats,
+                         "lead_over_replan": round(lead, 4), "worst_zone_vs_replan": round(behind, 4),
+                         "caused_misses": caused, "jobs": jobs, "target_met": ok}
     print(json.dumps(runs if len(runs) > 1 else runs[0], indent=1))
     parts = []
     for out in runs:
@@ -103,8 +128,9 @@ def main() -> int:
         foresight = f" exact up to {s['exact_h']:g} h" if s["exact_h"] else ""
         parts.append(f"{s['forecast_model']} sigma24={s['sigma24']}{foresight} overrun={s['overrun']}: "
                      f"fraction of oracle: carbon_sensors {fractions}; "
-                     f"beats commit_once {c['beats_commit_once']}; caused misses {c['caused_misses']}/{c['jobs']}; "
-                     f"{out['wall_s']} s")
+                     f"beats commit_once {c['beats_commit_once']}; lead over replan {c['lead_over_replan']:+.3f}, "
+                     f"worst zone vs replan {c['worst_zone_vs_replan']:+.3f}; "
+                     f"caused misses {c['caused_misses']}/{c['jobs']}; {out['wall_s']} s")
     verdict = "diagnostic" if None in checks else "PASS" if all(checks) else "FAIL"
     print(f"savings: {' | '.join(parts)} -> {verdict}")
     return 0
