@@ -2,9 +2,9 @@
 
 Keyed by (source kind, base URL, zone, signal, granularity). Entries live for the source's refresh
 cadence (``ttl_s``). Concurrent waiters share one in-flight request (single flight), which a waiter
-cancelled mid-flight does not cancel. Size is bounded (least recently used entries go first). When a refresh fails, a recent good forecast is served
-instead (stale-while-error, up to ``max_stale_s``), marked ``[stale]`` in its ``source`` so records
-say which served.
+cancelled mid-flight does not cancel. Size is bounded (least recently used entries go first). When a
+refresh fails, a recent good forecast is served instead (stale-while-error, up to ``max_stale_s``),
+marked ``[stale]`` in its ``source`` so records say which served.
 
 Behind it, a deployment-wide layer (:mod:`carbon_sensors.signals.shared_cache`) can serve what another
 process fetched: ``shared=`` a SharedForecastCache, or ``"configured"`` (what :data:`DEFAULT_CACHE`
