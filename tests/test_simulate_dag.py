@@ -128,6 +128,59 @@ def test_every_kind_of_gate_is_found_with_its_settings(tmp_path):
                                    (SPAN_2021[0].timestamp() + 6 * 3600, SPAN_2021[0].timestamp() + 11 * 3600))
 
 
+MAPPED = with_head("""
+@dag(schedule="0 0 * * *", start_date=START)
+def mapped():
+    @carbon_aware(zone="DE", deadline=After(hours=6), expected_duration=timedelta(hours=1))
+    def shard(i: int) -> int:
+        return i
+    shard.expand(i=[1, 2, 3])
+    CarbonAwareSensor.partial(task_id="wait", deadline=After(hours=8), expected_duration=timedelta(hours=1),
+                              min_saving_pct=2).expand(zone=["DE", "GB", "DE"])
+    carbon_gated(BashOperator).partial(task_id="bash", carbon=CarbonGate(
+        zones="GB", deadline=After(hours=5), expected_duration=timedelta(hours=2))).expand(bash_command=["true", ":"])
+mapped()
+""").replace("from carbon_sensors import",
+             "from airflow.providers.standard.operators.bash import BashOperator\nfrom carbon_sensors import")
+
+
+def test_mapped_gated_tasks_are_read_one_gate_per_distinct_instance(tmp_path):
+    """Mapped @carbon_aware tasks and carbon_gated operators share one gate; a mapped sensor's instances get theirs."""
+    tasks = {t.name: t for t in load_gated_tasks(dag_file(tmp_path, MAPPED))}
+    assert {n: (t.kind, t.gate.zones) for n, t in tasks.items()} == {
+        "shard": ("@carbon_aware, mapped", ("DE",)), "wait[zone=DE]": ("CarbonAwareSensor, mapped", ("DE",)),
+        "wait[zone=GB]": ("CarbonAwareSensor, mapped", ("GB",)), "bash": ("carbon_gated(BashOperator), mapped", ("GB",))}
+    assert tasks["wait[zone=GB]"].gate.policy.min_saving_pct == 2 and tasks["bash"].gate.expected_duration == timedelta(hours=2)
+    workload, info = build_workload(tasks["wait[zone=GB]"], *SPAN_2021)
+    assert info["slack"] == "8h" and info["runs"] == 60 and workload.duration_h == 1
+    assert [t.name for t in load_gated_tasks(dag_file(tmp_path, MAPPED), task_id="wait")] == ["wait[zone=DE]", "wait[zone=GB]"]
+
+
+def test_a_sensor_mapped_over_values_made_at_run_time_is_refused_with_what_to_do(tmp_path, capsys):
+    body = with_head("""
+    @dag(schedule="@daily", start_date=START)
+    def from_xcom():
+        @task
+        def zones():
+            return ["DE", "GB"]
+        CarbonAwareSensor.partial(task_id="wait", deadline=After(hours=8),
+                                  expected_duration=timedelta(hours=1)).expand(zone=zones())
+    from_xcom()
+    """)
+    err = error_of(capsys, "--dag", dag_file(tmp_path, body), "--trace", "unused.csv")
+    assert "task wait is mapped over values another task makes at run time" in err and "--workload" in err, err
+
+
+def test_a_mapped_dag_backtests_each_instance_on_its_zone(tmp_path, capsys, shared_data):
+    traces = [sample(shared_data, tmp_path, zone) for zone in ("DE", "GB")]
+    out = run_json(capsys, "--dag", dag_file(tmp_path, MAPPED), "--task", "wait", "--trace", traces[0],
+                   "--trace", traces[1])
+    assert {(g["workload"], tuple(g["zones"])) for g in out["gated"]} == {
+        ("wait[zone=DE]", ("DE",)), ("wait[zone=GB]", ("GB",))}
+    zones = {(r["workload"], r["zone"]) for r in out["results"] if r["strategy"] == "carbon_sensors"}
+    assert zones == {("wait[zone=DE]", "DE"), ("wait[zone=GB]", "GB")}, zones
+
+
 def test_a_local_schedule_and_deadline_keep_their_wall_clock_times_across_dst(tmp_path):
     """06:00 Berlin runs due by 12:00 Berlin: 05:00 UTC in winter, 04:00 UTC in summer, always 6 h of slack."""
     body = with_head("""

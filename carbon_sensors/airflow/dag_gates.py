@@ -1,7 +1,8 @@
 """The carbon gates of one DAG file, read with Airflow's own ``DagBag``, for ``carbon-sensors simulate --dag``.
 
 Finds every gated task (a :class:`~carbon_sensors.sensors.CarbonAwareSensor`, a ``@carbon_aware``
-task, an operator wrapped by ``carbon_gated``), its :class:`~carbon_sensors.gate.CarbonGate`, and the
+task, an operator wrapped by ``carbon_gated``; mapped ones too, one gate per distinct instance, see
+:func:`mapped_gates_of`), its :class:`~carbon_sensors.gate.CarbonGate`, and the
 DAG's run times from its timetable (cron strings in the DAG's time zone, timedeltas, presets such as
 ``@daily``), whatever the DAG's ``start_date``, ``end_date`` or ``catchup`` say: the backtest
 replays the schedule over the traces' years. A templated deadline is rendered for each run with
@@ -24,7 +25,7 @@ from carbon_sensors.gate import CarbonGate
 from carbon_sensors.simulate_dag import GatedTask, describe_deadline, relative_deadline
 from carbon_sensors.timeutil import parse_utc
 
-__all__ = ["gate_of", "load"]
+__all__ = ["gate_of", "load", "mapped_gates_of"]
 
 
 def load(path: str | Path, task_id: str | None = None) -> list[GatedTask]:
@@ -44,18 +45,27 @@ def load(path: str | Path, task_id: str | None = None) -> list[GatedTask]:
             f"{path} defines no DAG; give the file that creates it (a @dag function called at the end of the file, "
             "or a 'with DAG(...)' block)")
     found: list[tuple[Any, Any, CarbonGate, str]] = []
+    mapped: dict[int, str] = {}  # index in found -> the mapped instance's label ("zone=FR"), where gates differ
     for dag_id in sorted(bag.dags):
         dag = bag.dags[dag_id]
         for task in dag.tasks:
             gate, kind = gate_of(task)
             if gate is not None:
                 found.append((dag, task, gate, kind))
+                continue
+            for gate, kind, label in mapped_gates_of(task):
+                if label:
+                    mapped[len(found)] = label
+                found.append((dag, task, gate, kind))
     if not found:
         raise ConfigurationError(
             f"DAG {', '.join(sorted(bag.dags))} in {path} has no carbon-gated task (no CarbonAwareSensor, @carbon_aware "
             "task or carbon_gated operator); add a gate to the task to backtest, or give the file that has one")
-    ids = [t.task_id for _, t, _, _ in found]
-    names = [t.task_id if ids.count(t.task_id) == 1 else f"{d.dag_id}.{t.task_id}" for d, t, _, _ in found]
+    dags_of: dict[str, set[str]] = {}
+    for d, t, _, _ in found:
+        dags_of.setdefault(t.task_id, set()).add(d.dag_id)
+    names = [(t.task_id if len(dags_of[t.task_id]) == 1 else f"{d.dag_id}.{t.task_id}")
+             + (f"[{mapped[i]}]" if i in mapped else "") for i, (d, t, _, _) in enumerate(found)]
     if task_id is not None:
         chosen = [i for i, (name, (d, t, _, _)) in enumerate(zip(names, found, strict=True))
                   if task_id in (name, t.task_id, f"{d.dag_id}.{t.task_id}")]
@@ -89,6 +99,62 @@ def gate_of(task: Any) -> tuple[CarbonGate | None, str]:
     if isinstance(sensor, CarbonGate):
         return sensor, type(task).__name__
     return None, ""
+
+
+def mapped_gates_of(task: Any) -> list[tuple[CarbonGate, str, str]]:
+    """A mapped task's carbon gates: (gate, kind, label), one per distinct gate its instances get.
+
+    A mapped ``@carbon_aware`` task or ``carbon_gated`` operator has one gate for every instance (its
+    ``carbon=``). A mapped :class:`~carbon_sensors.sensors.CarbonAwareSensor` builds one per instance
+    from its ``partial()`` and ``expand()`` arguments; instances whose gates are equal count once,
+    labelled by what set them apart (``zone=FR``). Values another task makes at run time cannot be read.
+    """
+    partial = getattr(task, "partial_kwargs", None)
+    cls = getattr(task, "operator_class", None)
+    if partial is None or not isinstance(cls, type):
+        return []
+    base = cls.__bases__[-1].__name__ if cls.__bases__ else cls.__name__
+    carbon = partial.get("carbon")
+    if carbon is not None:
+        from carbon_sensors.operators.carbon import _coerce_gate
+
+        kind = "@carbon_aware" if base.endswith("DecoratedOperator") else f"carbon_gated({base})"
+        return [(carbon if isinstance(carbon, CarbonGate) else _coerce_gate(carbon), f"{kind}, mapped", "")]
+    from carbon_sensors.sensors import CarbonAwareSensor
+
+    if not issubclass(cls, CarbonAwareSensor):
+        return []
+    gates: list[tuple[CarbonGate, str, str]] = []
+    for instance in _expansions(task):
+        sensor = cls(task_id=task.task_id, **{**partial, **instance})
+        if all(sensor.gate != gate for gate, _, _ in gates):
+            label = ",".join(f"{k}={_shown(v)}" for k, v in instance.items() if not _same_everywhere(task, k))
+            gates.append((sensor.gate, f"{cls.__name__}, mapped", label))
+    return gates
+
+
+def _expansions(task: Any) -> list[dict[str, Any]]:
+    """The keyword arguments of each instance of a mapped task, from literal ``expand``/``expand_kwargs`` values."""
+    from itertools import product
+
+    value = getattr(getattr(task, "expand_input", None), "value", None)
+    if isinstance(value, dict) and all(isinstance(v, list | tuple) for v in value.values()):
+        keys = list(value)
+        return [dict(zip(keys, combo, strict=True)) for combo in product(*(value[k] for k in keys))]
+    if isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value):
+        return [dict(v) for v in value]
+    raise ConfigurationError(
+        f"task {task.task_id} is mapped over values another task makes at run time, which a backtest cannot read; "
+        "backtest one instance's settings with --workload, or map over a literal list")
+
+
+def _same_everywhere(task: Any, key: str) -> bool:
+    value = task.expand_input.value
+    return isinstance(value, dict) and len(value.get(key, ())) == 1
+
+
+def _shown(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _schedule(dag: Any) -> tuple[Callable[[datetime, datetime], list[dict[str, datetime]]] | None, str, str | None]:
