@@ -427,6 +427,7 @@ class SharedForecastCache:
                     self.stats["bypassed"] += 1
                     return await fetch()
             # Leader: another process may have written between our read and our lease.
+            leased_at = time.monotonic()
             row = await self._call(self.store.read, digest)
             fresh, _ = self._decode(row)
             if fresh is not None and row is not None and row.age_s < ttl_s:
@@ -441,6 +442,7 @@ class SharedForecastCache:
         try:
             forecast = await fetch()
         except (SourceError, ForecastError) as exc:
+            self._overran(leased_at)
             await self._release(digest)
             if stale is not None and stale[1] < max_stale_s and not isinstance(exc, SourceAuthError):
                 log.warning("refresh failed (%s); serving the shared cache's forecast from %.0f s ago", exc, stale[1])
@@ -451,12 +453,20 @@ class SharedForecastCache:
         except BaseException:  # cancelled, or a foreign error: free the lease without awaiting anything more
             _pool().submit(self._release_quietly, digest)
             raise
+        self._overran(leased_at)
         try:
             await self._call(self.store.write, digest, encode_forecast(forecast), forecast.zone, forecast.source,
                              max(ttl_s, max_stale_s) + 60.0, self.owner)
         except SharedCacheError as exc:
             self._down(exc)
         return forecast
+
+    def _overran(self, leased_at: float) -> None:
+        """Say so when a fetch outlived its lease: a process that came after it lapsed fetched too."""
+        took = time.monotonic() - leased_at
+        if took > self.lease_s:
+            log.warning("fetching a forecast took %.3g s, longer than the shared cache's %.3g s lease; another "
+                        "process may have fetched it too (a slow vendor, or a process starved of CPU)", took, self.lease_s)
 
     def _release_quietly(self, digest: str) -> None:
         try:

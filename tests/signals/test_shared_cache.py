@@ -456,6 +456,30 @@ def test_the_clock_is_checked_once_the_store_answers_not_while_it_is_down(tmp_pa
     assert any("clock is 60 s ahead of" in r.getMessage() for r in caplog.records)
 
 
+def test_a_fetch_that_outlives_its_lease_says_so_as_another_process_fetches_too(store_url, caplog):
+    """A leader slower than lease_s: a process arriving after the lapse leads too, and the slow one warns."""
+    slow, other = make(store_url, lease_s=0.2), make(store_url, lease_s=0.2)
+    calls = []
+
+    async def vendor(delay):
+        calls.append(delay)
+        await asyncio.sleep(delay)
+        return forecast()
+
+    async def both():
+        first = asyncio.ensure_future(slow.get(KEY, lambda: vendor(0.6), ttl_s=600, max_stale_s=3600))
+        await asyncio.sleep(0.4)  # the first's lease has lapsed; its row is not written yet
+        second = await other.get(KEY, lambda: vendor(0.0), ttl_s=600, max_stale_s=3600)
+        return await first, second
+
+    with caplog.at_level(logging.WARNING, logger="carbon_sensors.signals.shared_cache"):
+        assert asyncio.run(both()) == (forecast(), forecast())
+    assert calls == [0.6, 0.0] and slow.stats["fetches"] == other.stats["fetches"] == 1
+    [said] = [r.getMessage() for r in caplog.records if "longer than the shared cache's" in r.getMessage()]
+    assert said.startswith("fetching a forecast took 0.6") and "longer than the shared cache's 0.2 s lease; another " \
+        "process may have fetched it too (a slow vendor, or a process starved of CPU)" in said, said
+
+
 def test_a_killed_leader_holds_nobody_up_past_wait_s(store_url, caplog):
     """A lease whose holder died: the others wait at most wait_s, then fetch themselves."""
     cache = make(store_url, wait_s=0.3)
