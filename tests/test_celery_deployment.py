@@ -16,9 +16,10 @@ keeps its ``started`` one), no try has two, every task's last try has one ``succ
 with neither a marker nor a record are those killed before their work began (counted).
 
 The vendor must see one request per zone per refresh across the whole deployment: the forecast
-server notes when each request arrives, and each refresh (15-minute slot) that asks a zone more
-than once must be explained by the design's allowances (the cold store) or by a per-process
-fallback logged by the shared cache (a wait past ``shared_cache_wait_s``, a store warning).
+server notes each request with the process that sent it and the refresh (15-minute slot of the
+forecast cache's key) it was made for, and each refresh that asks a zone more than once must be
+explained by the design's allowances (the cold store) or by what the shared cache logged (a wait
+past ``shared_cache_wait_s``, a store warning, a leader whose fetch outlived its lease).
 
 The sentinel sweep of tests/test_ha_triggerers.py is extended to the shared stores: every Redis key
 and value of the test's database (the forecasts, the leases, the broker's messages), and the SQL
@@ -97,21 +98,41 @@ RETRY_S = 30.0  # how long a process leaves a store it found down alone (SharedF
 LATE_S = WAIT_S
 # What the shared cache logs when a process falls back to fetching for itself.
 FALLBACKS = {"wait": "for another process to fetch a forecast into the shared cache",  # one fetch
-             "store": "the shared forecast cache at "}  # "... is unavailable": down for RETRY_S; "... holds a": one row
+             "store": "the shared forecast cache at ",  # "... is unavailable": down for RETRY_S; "... holds a": one row
+             "overran": "longer than the shared cache's"}  # a leader slower than its lease: one more may lead
 TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?")
-# The HA test's compressed clock, and each vendor request naming its process (a header only this
-# test's server reads), so a refresh that asks a zone twice says who asked.
+# The HA test's compressed clock, and each vendor request naming its process and the refresh it is
+# for (headers only this test's server reads): the refresh is the forecast cache key's slot, taken
+# from the ``now`` the source was asked with, so a request that reaches the server after the next
+# slot began (a busy process) still counts for the refresh that made it, and a zone asked twice
+# for one refresh says who asked.
 CELERY_SITECUSTOMIZE = SITECUSTOMIZE + '''
 if os.environ.get("CS_CELERY_MARKERS"):
+    import contextvars
+
     import httpx
 
-    _send = httpx.AsyncClient.send
+    from carbon_sensors.signals.keyed_http import KeyedHttpSource
+
+    _refresh = contextvars.ContextVar("cs_test_refresh", default=None)
+    _send, _fetch = httpx.AsyncClient.send, KeyedHttpSource.fetch
 
     async def _send_naming_the_process(self, request, **kwargs):
         request.headers["x-cs-test-pid"] = str(os.getpid())
+        if _refresh.get() is not None:
+            request.headers["x-cs-test-refresh"] = _refresh.get()
         return await _send(self, request, **kwargs)
 
+    async def _fetch_naming_the_refresh(self, zone, start, end, *, now):
+        step = self.refresh_interval.total_seconds()
+        token = _refresh.set(repr(now.timestamp() // step * step))
+        try:
+            return await _fetch(self, zone, start, end, now=now)
+        finally:
+            _refresh.reset(token)
+
     httpx.AsyncClient.send = _send_naming_the_process
+    KeyedHttpSource.fetch = _fetch_naming_the_refresh
 '''
 # What Airflow's triggerer logs when it drops a trigger another triggerer now holds (or a user acted on).
 DROPPED = "Trigger cancelled by user action"
@@ -174,10 +195,11 @@ def stores():
 
 
 def _vendor(epoch: float, key: str, seen: Counter, arrivals: list, window: Window, askers: dict,
-            owner: Callable[[int], str]):
+            owner: Callable[[int], str], refresh_of: dict):
     """Electricity Maps v3 ``/forecast`` and ``/latest`` for ten zones; notes each forecast request's (zone, time).
 
-    ``askers`` maps each noted request to the process that sent it (``owner`` names a PID).
+    ``askers`` maps each noted request to the process that sent it (``owner`` names a PID), and
+    ``refresh_of`` to the refresh (simulated slot start) it was made for.
     """
 
     def intensity(when: datetime) -> int:
@@ -202,8 +224,10 @@ def _vendor(epoch: float, key: str, seen: Counter, arrivals: list, window: Windo
                                 "emissionFactorType": "lifecycle", "isEstimated": False, "estimationMethod": None})
             return
         arrivals.append((zone, now))
-        pid = handler.headers.get("x-cs-test-pid")
+        pid, refresh = handler.headers.get("x-cs-test-pid"), handler.headers.get("x-cs-test-refresh")
         askers[(zone, now)] = owner(int(pid)) if pid and pid.isdigit() else "?"
+        if refresh:
+            refresh_of[(zone, now)] = datetime.fromtimestamp(float(refresh), UTC)
         hours = int(parse_qs(url.query).get("horizonHours", ["24"])[0])
         points = [slot + EM_STEP * i for i in range(-1, int(timedelta(hours=hours) / EM_STEP))]
         send_json(handler, {"zone": zone, "updatedAt": _em_stamp(slot),
@@ -326,22 +350,29 @@ def _slot(when: datetime) -> datetime:
 
 
 def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime | None, str]],
-               processes: int, askers: dict | None = None) -> tuple[list[dict], int]:
-    """Vendor forecast requests per refresh (the vendor's 15-minute slot), each with why a zone was asked twice.
+               processes: int, askers: dict | None = None,
+               refresh_of: dict | None = None) -> tuple[list[dict], int, int]:
+    """Vendor forecast requests per refresh (15-minute slot), each with why a zone was asked twice.
 
-    A zone's first request in a refresh is counted with the refresh before when it arrived within
-    LATE_S of the slot's start and that refresh had none for the zone: it was that refresh's request,
-    late (how many: the second value returned). Each refresh may then ask each zone once; beyond
+    A request counts for the refresh it was made for (``refresh_of``, the cache key's slot), however
+    late it arrived: how many arrived in a later slot is the second value returned. A request whose
+    refresh is not known (the third value: how many) counts for the slot it arrived in, or, when it
+    arrived within LATE_S of that slot's start and the slot before had none for its zone, for the
+    slot before (its process read the clock before the boundary). Each refresh may then ask each zone once; beyond
     that it may ask once per process on the cold store (the first refresh), once for each logged
     wait past shared_cache_wait_s or row warning, and once per zone for each store-down warning
     (that process fetches for itself for RETRY_S), an event counting for the refreshes its fetch may
     land in (its slot, and the next one within LATE_S). A zone asked twice names each request's
     simulated time and process (``askers``); triggers dropped by a triggerer are counted per refresh.
     """
+    refresh_of = refresh_of or {}
     by_slot: dict[datetime, list[tuple[str, datetime]]] = {}
+    late = unknown = 0
     for zone, when in sorted(arrivals, key=lambda a: a[1]):
-        by_slot.setdefault(_slot(when), []).append((zone, when))
-    late = 0
+        made_for = refresh_of.get((zone, when))
+        late += made_for is not None and _slot(when) != made_for
+        unknown += made_for is None
+        by_slot.setdefault(made_for or _slot(when), []).append((zone, when))
     for slot in sorted(by_slot):
         before = by_slot.get(slot - EM_STEP)
         if before is None:
@@ -350,7 +381,7 @@ def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime
         for zone, n in asked.items():
             if n > 1 and not any(z == zone for z, _ in before):
                 first = next(a for a in by_slot[slot] if a[0] == zone)
-                if (first[1] - slot).total_seconds() < LATE_S * FACTOR:
+                if (first[1] - slot).total_seconds() < LATE_S * FACTOR and first not in refresh_of:
                     by_slot[slot].remove(first)
                     before.append(first)
                     late += 1
@@ -368,19 +399,21 @@ def _refreshes(arrivals: list[tuple[str, datetime]], events: list[tuple[datetime
             reach = (when + timedelta(seconds=RETRY_S * FACTOR)) if kind == "down" else when
             if when < end and reach + late_sim >= slot:
                 why[kind] += 1
-        allowed = (processes if slot == first_slot else 0) + why["wait"] + why["row"] + len(ZONES) * why["down"]
+        allowed = ((processes if slot == first_slot else 0) + why["wait"] + why["row"] + why["overran"]
+                   + len(ZONES) * why["down"])
         twice = sorted(z for z, n in asked.items() if n > 1)
         asked_by = {z: [f"{w:%H:%M:%S} {(askers or {}).get((z, w), '?')}" for zz, w in by_slot[slot] if zz == z]
                     for z in twice}
         rows.append({"slot": slot, "requests": sum(asked.values()), "zones": len(asked), "extra": extra,
                      "twice": twice, "asked_by": asked_by, "cold": slot == first_slot, "dropped": why["dropped"],
-                     "waits": why["wait"], "store": why["down"] + why["row"], "unexplained": max(0, extra - allowed)})
-    return rows, late
+                     "waits": why["wait"] + why["overran"], "store": why["down"] + why["row"],
+                     "unexplained": max(0, extra - allowed)})
+    return rows, late, unknown
 
 
 def _why(row: dict) -> str:
     reasons = [f"cold store (at most one per process: {row['extra']} extra)"] if row["cold"] else []
-    reasons += [f"{row['waits']} waits past shared_cache_wait_s logged"] if row["waits"] else []
+    reasons += [f"{row['waits']} waits past shared_cache_wait_s or leases outlived logged"] if row["waits"] else []
     reasons += [f"{row['store']} store warnings logged"] if row["store"] else []
     reasons += [f"{row['dropped']} triggers dropped by a triggerer"] if row["dropped"] else []
     reasons += [f"{row['unexplained']} UNEXPLAINED"] if row["unexplained"] else []
@@ -488,11 +521,12 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     seen: Counter = Counter()
     arrivals: list[tuple[str, datetime]] = []  # forecast requests: (zone, simulated time at the server)
     askers: dict[tuple[str, datetime], str] = {}  # each request's process
+    refresh_of: dict[tuple[str, datetime], datetime] = {}  # the refresh each request was made for
     with ExitStack() as stack:
         epoch = time.time()
         window = Window()  # all dirty until the DAG is triggered
         vendor = stack.enter_context(faulty_server(_vendor(epoch, sentinel, seen, arrivals, window, askers,
-                                                                 _owner(deployment))))
+                                                                 _owner(deployment), refresh_of)))
         stack.callback(ledger_db.dispose)
         stack.callback(db.dispose)
         stack.callback(deployment.stop_all)
@@ -646,12 +680,13 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     # vendor requests per refresh (the server's 15-minute slot) across the deployment, and why any zone twice
     processes = len(deployment.processes)
     events, event_files = _fallbacks(epoch, logs, home / "logs")
-    refreshes, late_arrivals = _refreshes(run_arrivals, events, processes, askers)
+    refreshes, late_arrivals, unnamed = _refreshes(run_arrivals, events, processes, askers, refresh_of)
     per_refresh = [row["requests"] for row in refreshes]
     span = int((refreshes[-1]["slot"] - refreshes[0]["slot"]) / EM_STEP) + 1 if refreshes else 0
     total_fetches = len(run_arrivals)
-    most = max(Counter((zone, _slot(when)) for zone, when in run_arrivals).values(), default=0)
-    waited = sum(kind == "wait" for _, kind in events)
+    most = max(Counter((zone, refresh_of.get((zone, when)) or _slot(when)) for zone, when in run_arrivals).values(),
+               default=0)
+    waited = sum(kind in ("wait", "overran") for _, kind in events)
     store_warned = sum(kind in ("down", "row") for _, kind in events)
     dropped = sum(kind == "dropped" for _, kind in events)
     asked_twice = [row for row in refreshes if row["extra"]]
@@ -683,10 +718,12 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
               f"{len(late)} late starts; run {run_s:.0f} s, test {time.monotonic() - began:.0f} s")
         print(f"Vendor: {total_fetches} forecast requests ({run_keyed} in all with /latest) over {len(refreshes)} "
               f"refreshes (span {span}) for {len(ZONES)} zones and {processes} processes; per refresh: {per_refresh} "
-              f"({late_arrivals} late arrivals counted with the refresh before); most for one zone in one refresh: "
+              f"({late_arrivals} arrived after the next refresh began and count for the one they were made for, "
+              f"{unnamed} did not name their refresh); most for one zone in one refresh: "
               f"{most}; {len(above)} refreshes above {len(ZONES)}, a zone asked twice in {len(asked_twice)}"
               f"{': ' + ', '.join(_why(row) for row in asked_twice) if asked_twice else ''}; per-process fallbacks "
-              f"logged: {waited} waits past shared_cache_wait_s, {store_warned} store warnings ({event_files} log files); "
+              f"logged: {waited} waits past shared_cache_wait_s or leases outlived, {store_warned} store warnings "
+              f"({event_files} log files); "
               f"{dropped} triggers dropped by a triggerer (another took them over)")
         sentinel_hits = sum(len(s.found[key]) for s in sweeps.values()) + len(redis_found[key])
         print(f"Sentinel key: {seen['keyed']} requests carried it, {seen['refused']} refused; swept "
@@ -709,15 +746,15 @@ def test_a_celery_deployment_shares_one_request_per_zone_and_survives_kills(stor
     assert not late, late[:5]
     assert retried, "the SIGKILLed worker's tasks were not retried: the kill tested nothing"
     # One vendor request per zone per refresh, deployment-wide: a refresh asks a zone twice only on the
-    # cold store (at most once per process) or where a process logged a fallback to its own fetch (a
-    # wait past shared_cache_wait_s, a store warning), and the total stays within one per zone per
-    # refresh plus one per process. Refreshes are the vendor's slots, with one correction: a request
-    # in a slot's first LATE_S for a zone the slot before never asked for belongs to that slot (its
-    # process read the clock before the boundary; the zone's own fetch for the new slot comes later).
-    # One run in three on 2 cores asked one zone once more in one refresh with nothing logged (11 for 10
-    # zones, outside the cold start): at most one such request per run is tolerated, and printed above.
+    # cold store (at most once per process) or where a process logged why it fetched for itself (a
+    # wait past shared_cache_wait_s, a store warning, a fetch that outlived its lease), and the total
+    # stays within one per zone per refresh plus one per process. A request counts for the refresh it
+    # was made for (its cache key's slot, which every request names): on a loaded machine a request
+    # made just before a boundary can reach the server a minute of simulated time (a real second)
+    # into the next slot, which counting by arrival took for a second request of that slot.
     unexplained = sum(row["unexplained"] for row in refreshes)
-    assert unexplained <= 1, [_why(row) for row in refreshes if row["unexplained"]]
+    assert unexplained == 0, [_why(row) for row in refreshes if row["unexplained"]]
+    assert unnamed == 0, f"{unnamed} vendor requests did not name the refresh they were made for"
     assert total_fetches <= len(ZONES) * span + processes, (total_fetches, per_refresh)
     assert seen["keyed"] > 0 and seen["refused"] == 0, seen
     assert not hits, f"the sentinel API key was found in {hits}"
