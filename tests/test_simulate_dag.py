@@ -171,6 +171,13 @@ def test_a_sensor_mapped_over_values_made_at_run_time_is_refused_with_what_to_do
     assert "task wait is mapped over values another task makes at run time" in err and "--workload" in err, err
 
 
+def test_a_mapped_instance_that_would_fail_at_run_time_is_named(tmp_path, capsys):
+    """Airflow builds mapped sensors only when they run; the backtest builds them, and names the one that fails."""
+    body = MAPPED.replace('expand(zone=["DE", "GB", "DE"])', 'expand(zone=["DE", "FR"])')
+    err = error_of(capsys, "--dag", dag_file(tmp_path, body), "--trace", "unused.csv")
+    assert "mapped task wait[zone=FR]: the embedded profile has no zone 'FR'" in err and err.count("\n") == 1, err
+
+
 def test_a_mapped_dag_backtests_each_instance_on_its_zone(tmp_path, capsys, shared_data):
     traces = [sample(shared_data, tmp_path, zone) for zone in ("DE", "GB")]
     out = run_json(capsys, "--dag", dag_file(tmp_path, MAPPED), "--task", "wait", "--trace", traces[0],

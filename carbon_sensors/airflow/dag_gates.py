@@ -126,9 +126,12 @@ def mapped_gates_of(task: Any) -> list[tuple[CarbonGate, str, str]]:
         return []
     gates: list[tuple[CarbonGate, str, str]] = []
     for instance in _expansions(task):
-        sensor = cls(task_id=task.task_id, **{**partial, **instance})
+        label = ",".join(f"{k}={_shown(v)}" for k, v in instance.items() if not _same_everywhere(task, k))
+        try:
+            sensor = cls(task_id=task.task_id, **{**partial, **instance})
+        except CarbonSensorsError as exc:  # Airflow builds mapped instances only at run time: this is their parse
+            raise ConfigurationError(f"mapped task {task.task_id}[{label or 'every instance'}]: {exc}") from None
         if all(sensor.gate != gate for gate, _, _ in gates):
-            label = ",".join(f"{k}={_shown(v)}" for k, v in instance.items() if not _same_everywhere(task, k))
             gates.append((sensor.gate, f"{cls.__name__}, mapped", label))
     return gates
 
