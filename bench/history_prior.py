@@ -1,8 +1,8 @@
 """How much better than the plain re-plan can a non-anticipative rule do on the mmfe model? A measured bound.
 
-Run from the repository root (reads ../shared/data/carbon; about 100 s per prior on 2 cores)::
+Run from the repository root (reads ../shared/data/carbon; about 100-120 s per prior on 2 cores)::
 
-    .venv/bin/python bench/history_prior.py                          # sigma24 0.10, 3 seeds, every prior
+    .venv/bin/python bench/history_prior.py                          # sigma24 0.10, 3 seeds, all four priors
     .venv/bin/python bench/history_prior.py --sigma24 0.2 --prior day
     .venv/bin/python bench/history_prior.py --prior day --prior-days 3   # the prior's error from 3 days
 
@@ -169,11 +169,12 @@ def _f(value: float | None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "carbon")
-    parser.add_argument("--sigma24", type=float, default=0.10)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--prior", action="append", choices=("day", "week", "recent", "const"))
+    parser.add_argument("--sigma24", type=float, default=0.10, help="the mmfe forecast error at 24 h (default 0.10)")
+    parser.add_argument("--seeds", type=int, default=3, help="noise seeds per zone (default 3)")
+    parser.add_argument("--prior", action="append", choices=("day", "week", "recent", "const"),
+                        help="the prior(s) to blend with, repeatable (default: day, week, recent and const)")
     parser.add_argument("--tune", default="DE,GB,ZA", help="zones lam is chosen on (the others are held out)")
-    parser.add_argument("--holdout-year", type=int, default=2023)
+    parser.add_argument("--holdout-year", type=int, default=2023, help="the year lam is not chosen on (default 2023)")
     parser.add_argument("--prior-days", type=int, default=PRIOR_DAYS,
                         help="days of measured history the prior's error is estimated on")
     parser.add_argument("--workers", type=int, default=2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -71,8 +72,8 @@ class ForecastCache:
             self.fetches += 1
             forecast = await self._fetch(key, fetch, ttl_s, max_stale_s)
         except (SourceError, ForecastError) as exc:
-            age = time.monotonic() - entry[0] if entry is not None else None
-            if entry is not None and age is not None and age < max_stale_s and not isinstance(exc, SourceAuthError):
+            age = time.monotonic() - entry[0] if entry is not None else math.inf
+            if entry is not None and age < max_stale_s and not isinstance(exc, SourceAuthError):
                 log.warning("refresh failed (%s); serving the forecast from %.0f s ago", exc, age)
                 return entry[1] if entry[1].source.endswith(STALE_MARK) else replace(
                     entry[1], source=entry[1].source + STALE_MARK)
