@@ -51,6 +51,10 @@ class Policy:
     ``min_saving_pct`` is the reduction target on the figure the policy minimises (carbon, cost,
     or the folded figure). ``threshold`` still starts the job at once when now is under it.
 
+    ``persistence_prior``: where the gate's source serves measured history, blend each forecast hour
+    with the value measured one to three days before it, weighted by how wrong each has been
+    (:mod:`carbon_sensors.planning.prior`); False plans on the forecast as it is.
+
     >>> Policy(max_delay=timedelta(hours=6), threshold=150).min_saving_pct
     3.0
     >>> Policy(max_cost_increase_pct=10).uses_prices
@@ -66,6 +70,7 @@ class Policy:
     max_intensity: float | None = None
     carbon_price_per_tonne: float | None = None
     currency: str | None = None
+    persistence_prior: bool = True
 
     def __post_init__(self) -> None:
         if self.max_delay is not None and (not isinstance(self.max_delay, timedelta) or self.max_delay < timedelta(0)):
@@ -78,6 +83,8 @@ class Policy:
             not isinstance(self.safety_margin, timedelta) or self.safety_margin < timedelta(0)
         ):
             raise ConfigurationError(f"safety_margin must be a non-negative timedelta, got {self.safety_margin!r}")
+        if not isinstance(self.persistence_prior, bool):
+            raise ConfigurationError(f"persistence_prior must be True or False, got {self.persistence_prior!r}")
         self._check_price_settings()
 
     def _check_price_settings(self) -> None:
@@ -104,7 +111,7 @@ class Policy:
     def carbon_only(self) -> Policy:
         """This policy without its cost settings: what a plan falls back to when no price is known."""
         return Policy(max_delay=self.max_delay, threshold=self.threshold, min_saving_pct=self.min_saving_pct,
-                      safety_margin=self.safety_margin)
+                      safety_margin=self.safety_margin, persistence_prior=self.persistence_prior)
 
     def margin_for(self, expected_duration: timedelta) -> timedelta:
         """The safety margin kept before the deadline for a job of this duration."""
@@ -119,7 +126,7 @@ class Policy:
             "threshold": self.threshold,
             "min_saving_pct": self.min_saving_pct,
             "safety_margin_s": None if self.safety_margin is None else self.safety_margin.total_seconds(),
-        } | {name: getattr(self, name) for name in _PRICE_SETTINGS if getattr(self, name) != _DEFAULTS[name]}
+        } | {name: getattr(self, name) for name in _OPTIONAL_SETTINGS if getattr(self, name) != _DEFAULTS[name]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -133,12 +140,14 @@ class Policy:
             threshold=data.get("threshold"),
             min_saving_pct=float(data.get("min_saving_pct", DEFAULT_MIN_SAVING_PCT)),
             safety_margin=span("safety_margin_s"),
-            **{name: data[name] for name in _PRICE_SETTINGS if data.get(name) is not None},
+            **{name: data[name] for name in _OPTIONAL_SETTINGS if data.get(name) is not None},
         )
 
 
 _DEFAULTS = {"max_cost_increase_pct": None, "objective": "carbon", "max_intensity": None,
-             "carbon_price_per_tonne": None, "currency": None}
+             "carbon_price_per_tonne": None, "currency": None, "persistence_prior": True}
+#: Written by ``to_dict`` only when not the default, so plans and triggers without them stay as they were.
+_OPTIONAL_SETTINGS = (*_PRICE_SETTINGS, "persistence_prior")
 
 
 def latest_start(deadline: datetime, expected_duration: timedelta, policy: Policy | None = None) -> datetime:
