@@ -216,7 +216,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         from carbon_sensors.simulate_dag import Overrides, simulate_gated
 
         overrides = Overrides(slack=_opt_span(args.slack, "--slack"), every=_opt_span(args.every, "--every"),
-                              duration=_opt_span(args.duration, "--duration"), min_saving_pct=args.min_saving_pct)
+                              duration=_opt_span(args.duration, "--duration"), min_saving_pct=args.min_saving_pct,
+                              persistence_prior=False if args.no_persistence_prior else None)
         out = simulate_gated(gated, traces, settings, overrides=overrides, prices=prices, workers=args.workers,
                              progress=progress)
     else:
@@ -288,6 +289,8 @@ def _simulate_policy(args: argparse.Namespace, policy_type: type, prices: Sequen
     from carbon_sensors.planning import DEFAULT_MIN_SAVING_PCT
 
     minimum = DEFAULT_MIN_SAVING_PCT if args.min_saving_pct is None else args.min_saving_pct
+    if getattr(args, "no_persistence_prior", False) and "persistence_prior" in known:
+        knobs["persistence_prior"] = False
     return policy_type(min_saving_pct=minimum, **knobs)
 
 
@@ -501,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--forecast-archive", help="real forecasts (issued_at,target_time,value) instead of the model")
     sim.add_argument("--min-saving-pct", type=float,
                      help="the planner's minimum saving (default 3; with --dag, in place of the gates' own)")
+    sim.add_argument("--no-persistence-prior", action="store_true",
+                     help="carbon_sensors plans on the forecasts as they are, not blended with the measured past")
     sim.add_argument("--price-trace", action="append",
                      help="hourly market prices (CSV/Parquet, per MWh) for a --trace's zone, matched by zone; repeat")
     sim.add_argument("--price-column", help="the price trace's price column (default: recognised by name)")

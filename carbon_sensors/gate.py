@@ -48,6 +48,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The longest a decision waits for the measured history its persistence prior needs.
+HISTORY_TIMEOUT_S = 10.0
 #: What a gate does when its source fails: start now, plan on the embedded profile, or fail the task.
 ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
 #: The flat settings a gate is built from (:meth:`CarbonGate.from_settings`): the sensor's keywords,
@@ -56,7 +58,7 @@ ON_SOURCE_ERROR = ("run_now", "embedded", "fail")
 GATE_SETTINGS: tuple[str, ...] = (
     "zone", "zones", "deadline", "expected_duration", "source", "max_delay", "threshold", "min_saving_pct",
     "safety_margin", "on_source_error", "check_interval", "fallbacks", "price_source", "max_cost_increase_pct",
-    "objective", "max_intensity", "carbon_price_per_tonne", "currency",
+    "objective", "max_intensity", "carbon_price_per_tonne", "currency", "persistence_prior",
 )
 #: The settings that make up the gate's :class:`~carbon_sensors.planning.Policy`.
 POLICY_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(Policy))
@@ -335,6 +337,8 @@ async def _decide(
             log.warning("the gate's source stopped working while it waited (%s); it was configured right when its "
                         "task started, so this is handled as a source failure", exc)
             raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+        if policy.persistence_prior:
+            forecasts = await _with_recent_past(gate.source, forecasts, now)
         if memory is not None:
             forecasts = [memory.correct(f) for f in forecasts]
         result = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
@@ -430,6 +434,34 @@ async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: 
     # (primary, fallback and embedded fetches alike).
     await default_pacer().turn()
     return forecasts
+
+
+async def _with_recent_past(source: Source, forecasts: list, now: datetime) -> list:
+    """Each forecast blended with the zone's measured past (:mod:`carbon_sensors.planning.prior`).
+
+    Only where the source serves measured history (``fetch_measured``); a history that fails, is
+    slower than ``HISTORY_TIMEOUT_S`` or is too short leaves the forecast as it is: the prior
+    improves a plan, it never holds one up.
+    """
+    fetch_measured = getattr(source, "fetch_measured", None)
+    if fetch_measured is None:
+        return forecasts
+    import asyncio
+
+    from carbon_sensors.planning.prior import HISTORY, blend_with_persistence
+
+    out = []
+    for forecast in forecasts:
+        try:
+            measured = await asyncio.wait_for(fetch_measured(forecast.zone, now - HISTORY, now, now=now),
+                                              HISTORY_TIMEOUT_S)
+        except (SourceError, ForecastError, OSError, TimeoutError) as exc:
+            log.info("no measured history for %s (%s: %s); planning on the forecast as it is", forecast.zone,
+                     type(exc).__name__, exc)
+            out.append(forecast)
+            continue
+        out.append(blend_with_persistence(forecast, measured, now=now))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,7 +356,7 @@ async def _run_trace(traces, settings, seed, forecasts, prices=None) -> dict[tup
     home = traces[0]
     start_s = max(t.actual.starts_s[0] for t in traces)
     end_s = min(t.actual.end_s for t in traces)
-    source = SimulatedSource(forecasts, home.actual.signal)
+    source = SimulatedSource(forecasts, home.actual.signal, {t.zone: t.actual for t in traces})
     tallies: dict[tuple[str, str], _Tally] = {}
     for workload in settings.workloads:
         rng = random.Random(f"{seed}:{home.zone}:{workload.name}")

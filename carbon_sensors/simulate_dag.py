@@ -82,12 +82,14 @@ class ScheduledWorkload:
 
 @dataclass(frozen=True)
 class Overrides:
-    """What the command's flags give in place of the file: ``--slack``, ``--every``, ``--duration``, ``--min-saving-pct``."""
+    """What the command's flags give in place of the file: ``--slack``, ``--every``, ``--duration``,
+    ``--min-saving-pct``, ``--no-persistence-prior``."""
 
     slack: timedelta | None = None
     every: timedelta | None = None
     duration: timedelta | None = None
     min_saving_pct: float | None = None
+    persistence_prior: bool | None = None
 
 
 def relative_deadline(spec: After | NextLocalTime) -> Callable[[Anchors], datetime]:
@@ -289,6 +291,9 @@ def simulate_gated(
         if overrides.min_saving_pct is not None:
             policy = replace(policy, min_saving_pct=overrides.min_saving_pct)
             info["from_flags"].append("--min-saving-pct")
+        if overrides.persistence_prior is not None:
+            policy = replace(policy, persistence_prior=overrides.persistence_prior)
+            info["from_flags"].append("--no-persistence-prior")
         equal = equivalent_workload(workload, start_s, end_s - workload.duration_h * HOUR * 4)
         info["equivalent_workload"] = None if equal is None else workload_spec(equal)
         info["runs"] = len(workload.runs(start_s, end_s - workload.duration_h * HOUR * 4))

@@ -12,12 +12,13 @@ Used by :mod:`carbon_sensors.simulate`; imports nothing of it.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbon_sensors.errors import ConfigurationError, ForecastCoverageError
+from carbon_sensors.errors import ConfigurationError, ForecastCoverageError, SourceDataError
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.planning import plan
 
@@ -31,11 +32,32 @@ class SimulatedSource:
     kind = "simulated"
     refresh_interval = timedelta(hours=1)
 
-    def __init__(self, forecasts: dict[str, Any], signal: str):
+    def __init__(self, forecasts: dict[str, Any], signal: str, measured: dict[str, Forecast] | None = None):
         self.forecasts, self.signal = forecasts, signal
+        self.measured = measured or {}
+        self._history: dict[tuple[str, float, float], Forecast] = {}
 
     async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
         return self.forecasts[zone].issued_at(now.timestamp())
+
+    async def fetch_measured(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        """The trace's actuals from ``start`` until the current hour began: what a grid has measured by ``now``."""
+        actual = self.measured.get(zone)
+        if actual is None:
+            raise SourceDataError(f"no measured history for zone {zone!r} in this backtest")
+        until = math.floor(min(end, now).timestamp() / HOUR) * HOUR
+        key = (zone, start.timestamp(), until)
+        if key not in self._history:
+            if len(self._history) > 256:
+                self._history.clear()
+            lo = bisect_left(actual.starts_s, start.timestamp())
+            hi = bisect_left(actual.starts_s, until)
+            if hi <= lo:
+                raise SourceDataError(f"the trace of zone {zone!r} has no measurements before {now.isoformat()}")
+            self._history[key] = replace(actual, starts_s=actual.starts_s[lo:hi], values=actual.values[lo:hi],
+                                         end_s=until, measured_until=datetime.fromtimestamp(until, UTC),
+                                         source=actual.source)
+        return self._history[key]
 
     def check_zone(self, zone: str) -> None:
         if zone not in self.forecasts:
@@ -82,8 +104,6 @@ async def start_time(strategy, traces, forecasts, source, submit_s, deadline_s, 
     if strategy == "now":
         return submit_s, home
     if strategy == "oracle":
-        from dataclasses import replace
-
         perfect = [t.actual for t in traces]
         p = _plan(perfect, prices and [prices.actual[t.zone] for t in traces], now=submit, deadline=deadline,
                   expected_duration=expected, policy=replace(policy, min_saving_pct=0.0))
@@ -104,8 +124,6 @@ async def start_time(strategy, traces, forecasts, source, submit_s, deadline_s, 
 def _replan_start(traces, forecasts, submit_s, deadline_s, expected, policy, prices=None) -> tuple[float, str]:
     """The plain re-plan: at every hourly refresh plan on the latest forecast as it is (no correction,
     no hysteresis, no minimum saving) and start once "now" is the best window, never after the latest start."""
-    from dataclasses import replace
-
     policy = replace(policy, min_saving_pct=0.0)
     deadline = datetime.fromtimestamp(deadline_s, UTC)
     latest_s = deadline_s - (expected + policy.margin_for(expected)).total_seconds()

@@ -86,13 +86,21 @@ def test_the_foresight_diagnostic_makes_leads_up_to_exact_h_exact_and_leaves_the
 
 
 def test_foresight_over_the_whole_slack_puts_the_gate_at_the_oracle():
-    """On a noisy daily trace, exact leads up to the whole slack put the gate at the oracle."""
-    settings = {"workloads": (WORKLOADS["nightly_enrichment"],), "sigma24": 0.3, "seeds": 2,
-                "policy": Policy(min_saving_pct=0)}
+    """On a noisy daily trace, exact leads up to the whole slack put the plain gate at the oracle.
+
+    The gate is not told the leads are exact: with its persistence prior on, it still discounts
+    them by the stated error, and so stays below the oracle.
+    """
     values = [300.0 - 80 * math.cos((h - 5) / 24 * 2 * math.pi) + 40 * math.sin(h * 0.37) for h in range(24 * 40)]
-    fractions = [simulate([[trace(values)]], SimulationSettings(**settings, exact_h=h), workers=1)
-                 ["summary"]["nightly_enrichment"]["carbon_sensors"]["fraction_of_oracle"] for h in (0, 8)]
-    assert fractions[0] < fractions[1] == pytest.approx(1.0)
+
+    def fraction(exact_h, prior):
+        settings = SimulationSettings(workloads=(WORKLOADS["nightly_enrichment"],), sigma24=0.3, seeds=2,
+                                      policy=Policy(min_saving_pct=0, persistence_prior=prior), exact_h=exact_h)
+        out = simulate([[trace(values)]], settings, workers=1)["summary"]["nightly_enrichment"]
+        return out["carbon_sensors"]["fraction_of_oracle"]
+
+    assert fraction(0, False) < fraction(8, False) == pytest.approx(1.0)
+    assert fraction(8, True) < 1.0
 
 
 def test_with_perfect_forecasts_every_planning_strategy_matches_the_oracle():
