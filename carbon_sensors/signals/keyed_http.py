@@ -22,7 +22,10 @@ from carbon_sensors.signals.credentials import Credentials, env_prefix, resolve_
 from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["KeyedHttpSource", "check_horizon_hours", "coordinate_pair"]
+__all__ = ["MEASURED_REFRESH", "KeyedHttpSource", "check_horizon_hours", "coordinate_pair"]
+
+#: How long a zone's measured history serves before it is asked again: it only grows by the last hour.
+MEASURED_REFRESH = timedelta(hours=1)
 
 
 def check_horizon_hours(value: Any) -> int:
@@ -168,6 +171,28 @@ class KeyedHttpSource:
             return await self._download(zone, now, creds, base_url)
 
         forecast = await self.cache.get(key, download, ttl_s=self.refresh_interval.total_seconds(),
+                                        max_stale_s=self.max_stale.total_seconds())
+        return relabel(forecast, zone)
+
+    async def _cached_measured(self, zone: str, start: datetime, end: datetime, now: datetime,
+                               download: Any) -> Forecast:
+        """Measured history for the persistence prior, asked once per zone per hour (deployment-wide).
+
+        The window is moved to whole hours before ``now`` so every gate of the zone asks the same
+        question; ``download(zone, start, end, creds, base_url)`` makes the request.
+        """
+        self.check_zone(zone)
+        now = as_utc(now, "now")
+        until = datetime.fromtimestamp(min(as_utc(end, "end"), now).timestamp() // 3600 * 3600, UTC)
+        since = until - timedelta(seconds=round((as_utc(end, "end") - as_utc(start, "start")).total_seconds()))
+        key = (self.kind, "measured", self.base_url, self.conn_id, self._cache_where(zone), *self._cache_options(),
+               since, until)
+
+        async def fetch() -> Forecast:
+            creds, base_url = await self._auth()
+            return await download(zone, since, until, creds, base_url)
+
+        forecast = await self.cache.get(key, fetch, ttl_s=MEASURED_REFRESH.total_seconds(),
                                         max_stale_s=self.max_stale.total_seconds())
         return relabel(forecast, zone)
 

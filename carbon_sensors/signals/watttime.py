@@ -265,6 +265,17 @@ class WattTimeSource(KeyedHttpSource):
         return self._parsed(base_url, creds, parse_watttime, payload, zone=zone, now=now, signal_type=self.signal_type,
                             region=region, measured=True)
 
+    async def fetch_measured(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        """Measured values up to the last whole hour (``/v3/historical``), cached an hour: the gate's persistence prior."""
+
+        async def download(zone: str, since: datetime, until: datetime, creds: Credentials, base_url: str) -> Forecast:
+            region = await self._region(base_url, creds, zone)
+            payload = await self._historical(base_url, creds, region, since, until)
+            return self._parsed(base_url, creds, parse_watttime, payload, zone=zone, now=until,
+                                signal_type=self.signal_type, region=region, measured=True)
+
+        return await self._cached_measured(zone, start, end, now, download)
+
     # -- spec ------------------------------------------------------------------------------------
 
     def to_spec(self) -> dict[str, Any]:

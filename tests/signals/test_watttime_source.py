@@ -372,3 +372,34 @@ def test_the_secrets_never_appear_in_errors_or_reprs(switchable):
         for text in (str(info.value), repr(info.value), repr(src), json.dumps(src.to_spec())):
             assert SENTINEL not in text and not any(token in text for token in switchable["issued"]), text
     assert switchable["issued"]  # tokens were issued, and echoed back, and still never shown
+
+
+def two_weeks_of_history(until):
+    """Fourteen days of 5-minute points in the recorded /v3/historical shape, ending before ``until``."""
+    body = copy.deepcopy(fixture("watttime_historical_CAISO_NORTH_co2_moer"))
+    start = until - timedelta(days=14)
+    body["data"] = [{"point_time": (start + timedelta(minutes=5 * k)).isoformat(),
+                     "value": 700.0 + 150.0 * ((k // 12) % 24 < 6)} for k in range(14 * 24 * 12)]
+    return body
+
+
+def test_measured_history_is_asked_once_per_hour_for_the_persistence_prior():
+    """Gates of one zone in one hour share one /v3/historical request, moved to whole hours; it is measured."""
+    from carbon_sensors import CarbonGate, Policy, decide
+
+    seen = []
+    hour = NOW.replace(minute=0)
+    src = source(region="CAISO_NORTH", transport=recorded(seen, {HISTORICAL: two_weeks_of_history(hour)}))
+    gate = CarbonGate(zones="CAISO_NORTH", deadline=NOW + timedelta(hours=20), expected_duration=timedelta(hours=1),
+                      source=src, policy=Policy(min_saving_pct=0))
+    for minute in (0, 20, 40):
+        now = NOW + timedelta(minutes=minute)
+        decision = asyncio.run(decide(gate, now=now, deadline=NOW + timedelta(hours=20), submitted_at=now))
+        assert decision.plan.source.endswith(" + persistence")
+    history = [r for r in seen if r.url.path == HISTORICAL]
+    assert len(history) == 1
+    assert history[0].url.params["start"] == (hour - timedelta(days=14)).isoformat()
+    assert history[0].url.params["end"] == hour.isoformat()
+    measured = asyncio.run(src.fetch_measured("CAISO_NORTH", NOW - timedelta(days=14), NOW, now=NOW))
+    assert measured.measured_until is not None and measured.error_24h == 0 and measured.signal == "marginal"
+    assert len([r for r in seen if r.url.path == HISTORICAL]) == 1  # still the cached one
