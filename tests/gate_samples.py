@@ -24,6 +24,7 @@ SAMPLE = {
     "max_intensity": 300.0,
     "carbon_price_per_tonne": 80.0,
     "currency": "EUR",
+    "persistence_prior": False,
 }
 #: What a setting needs beside it to be valid alone: the cost settings need a price source, and the NESO
 #: fallback serves GB only (a fallback that serves none of the gate's zones is refused at parse).

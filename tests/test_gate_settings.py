@@ -39,7 +39,7 @@ def test_from_settings_is_the_hand_built_gate():
         source=SAMPLE["source"],
         policy=Policy(max_delay=timedelta(hours=3), threshold=120.0, min_saving_pct=5.0, safety_margin=timedelta(minutes=20),
                       max_cost_increase_pct=10.0, objective="cost", max_intensity=300.0, carbon_price_per_tonne=80.0,
-                      currency="EUR"),
+                      currency="EUR", persistence_prior=False),
         on_source_error="embedded", check_interval=timedelta(minutes=2), fallbacks=tuple(SAMPLE["fallbacks"]),
         price_source=TariffPrices(95.0, currency="EUR"),
     )

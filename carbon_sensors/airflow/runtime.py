@@ -69,6 +69,7 @@ def build_gate(
     max_intensity: float | None = None,
     carbon_price_per_tonne: float | None = None,
     currency: str | None = None,
+    persistence_prior: bool = True,
 ) -> CarbonGate:
     """A :class:`CarbonGate` from the flat keyword arguments the sensor and decorator take.
 

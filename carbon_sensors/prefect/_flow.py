@@ -188,7 +188,7 @@ def carbon_aware_flow(
     ``deadline``, ``expected_duration``, ``source``, ``max_delay``, ``threshold``, ``min_saving_pct``,
     ``safety_margin``, ``on_source_error``, ``check_interval``, ``fallbacks``, and the cost settings
     ``price_source``, ``max_cost_increase_pct``, ``objective``, ``max_intensity``,
-    ``carbon_price_per_tonne``, ``currency``) with ``block`` for the credentials block, or a ready
+    ``carbon_price_per_tonne``, ``currency``, and ``persistence_prior``) with ``block`` for the credentials block, or a ready
     ``gate=CarbonGate(...)``; every other keyword goes to ``@flow``
     (``name=``, ``retries=``, ``log_prints=`` ...). A relative deadline such as ``After(hours=8)``
     counts from the run's expected start.

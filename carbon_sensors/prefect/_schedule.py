@@ -112,7 +112,7 @@ def schedule_in_window(deployment_name: str | UUID, **kwargs: Any) -> ScheduledR
     ``deadline``, ``expected_duration``, ``source``, ``block``, ``max_delay``, ``threshold``,
     ``min_saving_pct``, ``safety_margin``, ``on_source_error``, ``check_interval``, ``fallbacks``,
     ``price_source``, ``max_cost_increase_pct``, ``objective``, ``max_intensity``,
-    ``carbon_price_per_tonne``, ``currency``) or ``gate=``, and for the run ``parameters``,
+    ``carbon_price_per_tonne``, ``currency``, ``persistence_prior``) or ``gate=``, and for the run ``parameters``,
     ``idempotency_key`` (a repeat returns the same run, as first planned), ``tags``, ``flow_run_name``,
     ``work_queue_name`` and ``job_variables``. A relative deadline counts from ``now`` (default: the
     clock). Use :func:`aschedule_in_window` from async code.

@@ -59,6 +59,7 @@ def build_gate(
     max_intensity: float | None = None,
     carbon_price_per_tonne: float | None = None,
     currency: str | None = None,
+    persistence_prior: bool = True,
 ) -> CarbonGate:
     """A :class:`~carbon_sensors.gate.CarbonGate` from the flat keywords the Prefect adapter takes.
 
@@ -66,7 +67,7 @@ def build_gate(
     :mod:`carbon_sensors.prefect.blocks`) stands where the sensor takes ``conn_id``. A source spec may
     also carry it: ``source={"kind": "electricitymaps", "block": "em-prod"}``. ``price_source`` and
     the cost settings (``max_cost_increase_pct``, ``objective``, ``max_intensity``,
-    ``carbon_price_per_tonne``, ``currency``) are the sensor's too.
+    ``carbon_price_per_tonne``, ``currency``) and ``persistence_prior`` are the sensor's too.
     """
     settings = {name: value for name, value in locals().items() if name in CORE_GATE_SETTINGS}
     settings["source"] = prefect_source(source, block=block)

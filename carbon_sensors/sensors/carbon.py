@@ -57,6 +57,9 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param max_intensity: the carbon ceiling of a cost policy (gCO2eq/kWh).
     :param carbon_price_per_tonne: an internal carbon price folding cost and carbon into one figure.
     :param currency: the prices' currency (ISO 4217); a price source quoting another is refused.
+    :param persistence_prior: where the source serves measured history (WattTime), blend each
+        forecast hour with the zone's measured past, weighted by how wrong each has been (default
+        True); False plans on the forecast as it is.
     :param deferrable: wait in the triggerer (default True) rather than in a worker slot.
     """
 
@@ -91,6 +94,7 @@ class CarbonAwareSensor(BaseSensorOperator):
         max_intensity: float | None = None,
         carbon_price_per_tonne: float | None = None,
         currency: str | None = None,
+        persistence_prior: bool = True,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
