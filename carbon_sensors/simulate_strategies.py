@@ -36,6 +36,7 @@ class SimulatedSource:
         self.forecasts, self.signal = forecasts, signal
         self.measured = measured or {}
         self._history: dict[tuple[str, float, float], Forecast] = {}
+        self._indexes: dict[str, Any] = {}
 
     async def fetch(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
         return self.forecasts[zone].issued_at(now.timestamp())
@@ -50,14 +51,28 @@ class SimulatedSource:
         if key not in self._history:
             if len(self._history) > 256:
                 self._history.clear()
-            lo = bisect_left(actual.starts_s, start.timestamp())
-            hi = bisect_left(actual.starts_s, until)
-            if hi <= lo:
-                raise SourceDataError(f"the trace of zone {zone!r} has no measurements before {now.isoformat()}")
-            self._history[key] = replace(actual, starts_s=actual.starts_s[lo:hi], values=actual.values[lo:hi],
-                                         end_s=until, measured_until=datetime.fromtimestamp(until, UTC),
-                                         source=actual.source)
+            self._history[key] = self._window(zone, actual, start.timestamp(), until, now)
         return self._history[key]
+
+    def _window(self, zone: str, actual: Forecast, start_s: float, until_s: float, now: datetime) -> Forecast:
+        from carbon_sensors.planning.prior import PersistenceIndex
+
+        if zone not in self._indexes:
+            try:  # an hourly trace is analysed once; any other is sliced and analysed per window
+                self._indexes[zone] = PersistenceIndex(actual)
+            except ConfigurationError:
+                self._indexes[zone] = None
+        try:
+            index = self._indexes[zone]
+            if index is not None:
+                return index.window(start_s, until_s)
+            lo, hi = bisect_left(actual.starts_s, start_s), bisect_left(actual.starts_s, until_s)
+            if hi <= lo:
+                raise ForecastCoverageError("no point in the window")
+            return replace(actual, starts_s=actual.starts_s[lo:hi], values=actual.values[lo:hi], end_s=until_s,
+                           measured_until=datetime.fromtimestamp(until_s, UTC))
+        except ForecastCoverageError:
+            raise SourceDataError(f"the trace of zone {zone!r} has no measurements before {now.isoformat()}") from None
 
     def check_zone(self, zone: str) -> None:
         if zone not in self.forecasts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from carbon_sensors import CarbonGate, Policy, decide
 from carbon_sensors.errors import SourceError
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.planning.prior import (
+    HISTORY,
     MIN_PAIRS_H,
     PRIOR_MARK,
     blend_with_persistence,
@@ -109,7 +111,7 @@ def test_the_gate_plans_on_the_blended_forecast_where_its_source_serves_history(
     values[20] = 150.0
     source = MeasuringSource({"DE": forecast(values)}, history=measured(value_on_day=lambda d, h: 300.0))
     decision = decide_now(gate(source))
-    assert source.asked == [("DE", NOW - timedelta(days=14), NOW)]
+    assert source.asked == [("DE", NOW - HISTORY, NOW)] and HISTORY == timedelta(days=28)
     assert decision.plan.source == "fc" + PRIOR_MARK
     assert decision.plan.intensity_planned > 150.0  # the dip, pulled towards the 300 measured every day
 
@@ -140,9 +142,9 @@ def test_the_backtest_source_serves_only_what_was_measured_before_the_current_ho
     trace = load_trace(shared_data / "carbon" / "DE_2021-2023_hourly.csv")
     source = SimulatedSource({}, "average", {"DE": trace.actual})
     now = datetime(2022, 3, 1, 10, 40, tzinfo=UTC)
-    history = asyncio.run(source.fetch_measured("DE", now - timedelta(days=14), now, now=now))
+    history = asyncio.run(source.fetch_measured("DE", now - HISTORY, now, now=now))
     assert history.measured_until == datetime(2022, 3, 1, 10, tzinfo=UTC) == datetime.fromtimestamp(history.end_s, UTC)
-    assert len(history.values) == 14 * 24 - 1  # from 11:00 two weeks before, the first whole hour after now - 14 d
+    assert len(history.values) == 28 * 24 - 1  # from 11:00 four weeks before, the first whole hour after now - 28 d
     at = trace.actual.starts_s.index(history.starts_s[-1])
     assert history.values[-1] == trace.actual.values[at]
 
@@ -156,3 +158,19 @@ def test_an_unevenly_spaced_history_gives_the_same_errors_as_an_hourly_one():
     irregular = Forecast.from_points(uneven, zone="DE", source="measured", resolution=HOUR, measured_until=NOW)
     assert persistence_errors(irregular) == pytest.approx(persistence_errors(hourly))
     assert set(persistence_errors(hourly)) == {1, 2, 3}
+
+
+def test_a_window_of_the_backtest_index_is_analysed_as_the_window_alone(shared_data):
+    """PersistenceIndex gives any window of a real trace the errors and sums that analysing it alone gives."""
+    from carbon_sensors.planning.prior import PersistenceIndex, _analysed, _history
+
+    trace = load_trace(shared_data / "carbon" / "ZA_2021-2023_hourly.csv").actual
+    index = PersistenceIndex(trace)
+    for day in (3, 40, 400):
+        start = trace.starts_s[0] + day * 86400 + 5 * 3600
+        window = index.window(start, start + HISTORY.total_seconds())
+        fast, alone = _history(window), _analysed(window)
+        assert fast is not alone and fast.first == alone.first and set(fast.errors) == set(alone.errors)
+        assert fast.errors == pytest.approx(alone.errors, rel=1e-9)
+        assert [round(v, 6) for v in fast.sums[144:]] == [round(v, 6) for v in alone.sums[144:]]
+        assert all(math.isnan(v) for v in fast.sums[:144] + alone.sums[:144])

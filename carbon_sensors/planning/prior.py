@@ -37,22 +37,24 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from carbon_sensors.errors import ConfigurationError, ForecastCoverageError
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["FORECAST_VARIANCE_SCALE", "HISTORY", "MIN_PAIRS_H", "PRIOR_MARK", "blend_with_persistence",
-           "persistence_errors"]
+__all__ = ["FORECAST_VARIANCE_SCALE", "HISTORY", "MIN_PAIRS_H", "PRIOR_MARK", "PersistenceIndex",
+           "blend_with_persistence", "persistence_errors"]
 
 HOUR = 3600.0
 DAY = 86400.0
 LAGS_DAYS = (1, 2, 3)
 #: The prior is the mean of the same hour over this many days.
 PRIOR_DAYS = 7
-#: How much measured history a gate asks its source for: the longest lag's seven days, and five of errors.
-HISTORY = timedelta(days=14)
+#: How much measured history a gate asks its source for: four weeks, so each lag's error is measured
+#: over 18-20 days (two weeks gave zones' errors noisy enough to cost some of them a point).
+HISTORY = timedelta(days=28)
 #: The fewest hourly samples a lag's error is estimated on (three days).
 MIN_PAIRS_H = 72
 #: ``lam``: the forecast's stated variance is scaled by this (0 would be the plain forecast).
@@ -70,23 +72,96 @@ class _History:
     errors: dict[int, float]
 
 
-@lru_cache(maxsize=256)
+#: Histories analysed ahead by a PersistenceIndex (backtests), looked up before analysing one.
+_KNOWN: dict[Forecast, _History] = {}
+
+
 def _history(measured: Forecast) -> _History:
+    known = _KNOWN.get(measured)
+    return known if known is not None else _analysed(measured)
+
+
+@lru_cache(maxsize=256)
+def _analysed(measured: Forecast) -> _History:
     """Cached: every gate of a zone asks with the same history until it is refreshed."""
     xs = _hourly(measured)
     sums = _seven_day_sums(xs)
+    squared = _squared_errors(xs, sums)
     errors: dict[int, float] = {}
     for lag in LAGS_DAYS:
-        back = 24 * lag
-        total, n = 0.0, 0
+        samples = [e for e in squared[lag] if e is not None]
+        if len(samples) >= MIN_PAIRS_H:
+            errors[lag] = max(sum(samples) / len(samples), 1e-6)
+    return _History(measured.starts_s[0], sums, errors)
+
+
+def _squared_errors(xs: list[float], sums: list[float]) -> dict[int, list[float | None]]:
+    """Per lag, at each hourly sample, the prior's squared relative error (None where it has none)."""
+    out: dict[int, list[float | None]] = {}
+    for lag in LAGS_DAYS:
+        back, column = 24 * lag, [None] * len(xs)
         for i in range(back + 24 * (PRIOR_DAYS - 1), len(xs)):
             actual, summed = xs[i], sums[i - back]
             if actual > 0 and math.isfinite(summed):  # NaN (a gap) fails both
-                total += (1.0 - summed / PRIOR_DAYS / actual) ** 2
-                n += 1
-        if n >= MIN_PAIRS_H:
-            errors[lag] = max(total / n, 1e-6)
-    return _History(measured.starts_s[0], sums, errors)
+                column[i] = (1.0 - summed / PRIOR_DAYS / actual) ** 2
+        out[lag] = column
+    return out
+
+
+class PersistenceIndex:
+    """A long hourly measured series analysed once, so the prior over any window of it costs O(1).
+
+    For backtests, which ask for a new history every simulated hour: :meth:`window` returns the
+    measured Forecast of ``[start_s, until_s)`` and remembers its analysis, the same as analysing
+    that window alone would give.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    >>> trace = Forecast.from_points([(t0 + timedelta(hours=k), 200.0 + k % 24) for k in range(60 * 24)],
+    ...                              zone="DE", source="trace")
+    >>> index = PersistenceIndex(trace)
+    >>> window = index.window(trace.starts_s[0] + 86400, trace.starts_s[0] + 40 * 86400)
+    >>> _history(window) == _analysed(window)
+    True
+    """
+
+    def __init__(self, measured: Forecast) -> None:
+        starts = measured.starts_s
+        if starts[-1] - starts[0] != HOUR * (len(starts) - 1):  # points are in time order: evenly spaced
+            raise ConfigurationError("a PersistenceIndex needs an evenly spaced hourly series")
+        self.measured = measured
+        self.sums = _seven_day_sums(list(measured.values))
+        squared = _squared_errors(list(measured.values), self.sums)
+        self._prefix = {lag: _prefix(column) for lag, column in squared.items()}
+
+    def window(self, start_s: float, until_s: float) -> Forecast:
+        """The measured points starting in ``[start_s, until_s)``, their analysis remembered."""
+        m = self.measured
+        lo, hi = bisect_left(m.starts_s, start_s), bisect_left(m.starts_s, until_s)
+        if hi <= lo:
+            raise ForecastCoverageError("the window holds no measured point")
+        window = replace(m, starts_s=m.starts_s[lo:hi], values=m.values[lo:hi], end_s=m.starts_s[hi - 1] + HOUR,
+                         measured_until=datetime.fromtimestamp(m.starts_s[hi - 1] + HOUR, UTC))
+        errors = {}
+        for lag, (total, count) in self._prefix.items():
+            first = min(hi, lo + 24 * (lag + PRIOR_DAYS - 1))  # the window's own samples only, as alone
+            n = count[hi] - count[first]
+            if n >= MIN_PAIRS_H:
+                errors[lag] = max((total[hi] - total[first]) / n, 1e-6)
+        span = 24 * (PRIOR_DAYS - 1)
+        sums = [math.nan] * min(span, hi - lo) + self.sums[lo + span:hi]
+        if len(_KNOWN) > 256:
+            _KNOWN.clear()
+        _KNOWN[window] = _History(window.starts_s[0], sums, errors)
+        return window
+
+
+def _prefix(column: list[float | None]) -> tuple[list[float], list[int]]:
+    total, count = [0.0], [0]
+    for e in column:
+        total.append(total[-1] + (e or 0.0))
+        count.append(count[-1] + (e is not None))
+    return total, count
 
 
 def persistence_errors(measured: Forecast) -> dict[int, float]:
