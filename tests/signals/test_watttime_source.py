@@ -374,22 +374,23 @@ def test_the_secrets_never_appear_in_errors_or_reprs(switchable):
     assert switchable["issued"]  # tokens were issued, and echoed back, and still never shown
 
 
-def two_weeks_of_history(until):
-    """Fourteen days of 5-minute points in the recorded /v3/historical shape, ending before ``until``."""
+def history_until(until, days=28):
+    """``days`` of 5-minute points in the recorded /v3/historical shape, ending before ``until``."""
     body = copy.deepcopy(fixture("watttime_historical_CAISO_NORTH_co2_moer"))
-    start = until - timedelta(days=14)
+    start = until - timedelta(days=days)
     body["data"] = [{"point_time": (start + timedelta(minutes=5 * k)).isoformat(),
-                     "value": 700.0 + 150.0 * ((k // 12) % 24 < 6)} for k in range(14 * 24 * 12)]
+                     "value": 700.0 + 150.0 * ((k // 12) % 24 < 6)} for k in range(days * 24 * 12)]
     return body
 
 
 def test_measured_history_is_asked_once_per_hour_for_the_persistence_prior():
     """Gates of one zone in one hour share one /v3/historical request, moved to whole hours; it is measured."""
     from carbon_sensors import CarbonGate, Policy, decide
+    from carbon_sensors.planning.prior import HISTORY
 
     seen = []
     hour = NOW.replace(minute=0)
-    src = source(region="CAISO_NORTH", transport=recorded(seen, {HISTORICAL: two_weeks_of_history(hour)}))
+    src = source(region="CAISO_NORTH", transport=recorded(seen, {HISTORICAL: history_until(hour)}))
     gate = CarbonGate(zones="CAISO_NORTH", deadline=NOW + timedelta(hours=20), expected_duration=timedelta(hours=1),
                       source=src, policy=Policy(min_saving_pct=0))
     for minute in (0, 20, 40):
@@ -398,8 +399,8 @@ def test_measured_history_is_asked_once_per_hour_for_the_persistence_prior():
         assert decision.plan.source.endswith(" + persistence")
     history = [r for r in seen if r.url.path == HISTORICAL]
     assert len(history) == 1
-    assert history[0].url.params["start"] == (hour - timedelta(days=14)).isoformat()
+    assert history[0].url.params["start"] == (hour - HISTORY).isoformat()
     assert history[0].url.params["end"] == hour.isoformat()
-    measured = asyncio.run(src.fetch_measured("CAISO_NORTH", NOW - timedelta(days=14), NOW, now=NOW))
+    measured = asyncio.run(src.fetch_measured("CAISO_NORTH", NOW - HISTORY, NOW, now=NOW))
     assert measured.measured_until is not None and measured.error_24h == 0 and measured.signal == "marginal"
     assert len([r for r in seen if r.url.path == HISTORICAL]) == 1  # still the cached one
