@@ -122,6 +122,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for zone in args.zone:
         source.check_zone(zone)
     forecasts = [run_sync(source.fetch(z, now, deadline, now=now)) for z in args.zone]
+    if policy.persistence_prior:  # as a gate plans: blended with the measured past where the source has it
+        from carbon_sensors.gate import with_recent_past
+
+        forecasts = run_sync(with_recent_past(source, forecasts, now))
     result = plan(forecasts, now=now, deadline=deadline, expected_duration=duration, policy=policy)
     decided = result.to_dict()
     if args.json:

@@ -44,6 +44,7 @@ __all__ = [
     "remove_decision_listener",
     "kill_switch_from_env",
     "wait_for_window",
+    "with_recent_past",
 ]
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,7 @@ async def _decide(
                         "task started, so this is handled as a source failure", exc)
             raise SourceError(f"{type(exc).__name__}: {exc}") from exc
         if policy.persistence_prior:
-            forecasts = await _with_recent_past(gate.source, forecasts, now)
+            forecasts = await with_recent_past(gate.source, forecasts, now)
         if memory is not None:
             forecasts = [memory.correct(f) for f in forecasts]
         result = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
@@ -436,12 +437,19 @@ async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: 
     return forecasts
 
 
-async def _with_recent_past(source: Source, forecasts: list, now: datetime) -> list:
+async def with_recent_past(source: Source, forecasts: list, now: datetime) -> list:
     """Each forecast blended with the zone's measured past (:mod:`carbon_sensors.planning.prior`).
 
     Only where the source serves measured history (``fetch_measured``); a history that fails, is
     slower than ``HISTORY_TIMEOUT_S`` or is too short leaves the forecast as it is: the prior
     improves a plan, it never holds one up.
+
+    >>> import asyncio
+    >>> from datetime import UTC, datetime, timedelta
+    >>> source, now = EmbeddedProfileSource(), datetime(2026, 6, 15, tzinfo=UTC)
+    >>> forecast = asyncio.run(source.fetch("DE", now, now + timedelta(hours=8), now=now))
+    >>> asyncio.run(with_recent_past(source, [forecast], now)) == [forecast]  # the profile has no history
+    True
     """
     fetch_measured = getattr(source, "fetch_measured", None)
     if fetch_measured is None:

@@ -74,3 +74,28 @@ def test_errors_are_one_clear_line_and_exit_2(capsys, argv, phrase):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("carbon-sensors: error:") and phrase in err
+
+
+def test_plan_blends_with_the_measured_past_as_the_gate_does(capsys, monkeypatch):
+    """`plan` on a source that serves measured history plans on the blend, as a gate would."""
+    from datetime import timedelta
+
+    import carbon_sensors.cli as cli
+    from carbon_sensors.forecast import Forecast
+    from carbon_sensors.signals import EmbeddedProfileSource
+
+    class Measuring(EmbeddedProfileSource):
+        async def fetch_measured(self, zone, start, end, *, now):
+            hours = [start + timedelta(hours=k) for k in range(int((now - start) / timedelta(hours=1)))]
+            return Forecast.from_points([(t, 250.0) for t in hours], zone=zone, source="measured",
+                                        resolution=timedelta(hours=1), measured_until=now)
+
+        async def fetch(self, zone, start, end, *, now):
+            base = await super().fetch(zone, start, end, now=now)
+            return Forecast(zone=base.zone, source="profile", signal=base.signal, issued_at=base.issued_at,
+                            starts_s=base.starts_s, values=base.values, end_s=base.end_s, error_24h=0.1)
+
+    monkeypatch.setattr(cli, "_source", lambda args: Measuring())
+    args = ["plan", "--zone", "GB", "--deadline", "+12h", "--duration", "2h", "--at", "2026-01-12T18:00Z", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "profile + persistence"
