@@ -297,3 +297,22 @@ def test_the_plot_legend_covers_no_bar_label(tmp_path, capsys, shared_data, zone
     labels = [t.get_window_extent(renderer) for t in ax.texts]
     assert len(labels) >= 12  # a label per bar: 4 workloads x 3 strategies
     assert not [b for b in labels if b.overlaps(legend)]
+
+
+def test_simulate_can_plan_without_the_persistence_prior(capsys, tmp_path):
+    """--no-persistence-prior reaches the gate's policy, and on a noisy trace the prior changes the gate's choices."""
+    import math as _math
+
+    path = tmp_path / "ZZ_trace.csv"
+    values = [300.0 - 80 * _math.cos((h - 5) / 24 * 2 * _math.pi) + 40 * _math.sin(h * 0.37) for h in range(24 * 60)]
+    path.write_text("datetime_utc,carbon_intensity\n" + "".join(
+        f"{(T0 + timedelta(hours=h)).strftime('%Y-%m-%d %H:%M:%S')},{v}\n" for h, v in enumerate(values)))
+    common = ["simulate", "--trace", str(path), "--workload", "weekly_retrain", "--seeds", "2", "--sigma24", "0.3",
+              "--strategies", "now,carbon_sensors,oracle", "--json", "--workers", "1"]
+    shares = {}
+    for flags in ([], ["--no-persistence-prior"]):
+        assert main(common + flags) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["settings"]["policy"].get("persistence_prior", True) is not bool(flags)
+        shares[bool(flags)] = out["summary"]["weekly_retrain"]["carbon_sensors"]["fraction_of_oracle"]
+    assert shares[False] != shares[True]
