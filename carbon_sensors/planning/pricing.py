@@ -20,6 +20,9 @@ from carbon_sensors.prices import PriceForecast
 __all__ = ["PricedCandidate", "match_prices", "price_figures", "search_priced"]
 
 _TOLERANCE = 1e-9
+#: Prices within a millionth of the cost ceiling (per MWh, or relative above 1) are within it: a price that
+#: differs from the ceiling by float noise must not decide between windows.
+_PRICE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ def search_priced(problem: Problem, prices: Sequence[PriceForecast | None],
         return price if by_cost else carbon
 
     def eligible(carbon: float, price: float) -> bool:
-        if cap is not None and price > cap + _TOLERANCE * max(1.0, abs(cap)):
+        if cap is not None and price > cap + _PRICE_TOLERANCE * max(1.0, abs(cap)):
             return False
         return policy.max_intensity is None or carbon <= policy.max_intensity * (1 + _TOLERANCE) + _TOLERANCE
 
@@ -134,7 +137,7 @@ def search_priced(problem: Problem, prices: Sequence[PriceForecast | None],
                 cleanest = option
             if cheapest is None or _better((p, start_s, zi), (cheapest[4], cheapest[1], cheapest[2])):
                 cheapest = option
-            if (cap is None or p <= cap + _TOLERANCE * max(1.0, abs(cap))) and (
+            if (cap is None or p <= cap + _PRICE_TOLERANCE * max(1.0, abs(cap))) and (
                     cleanest_in_budget is None
                     or _better((c, start_s, zi), (cleanest_in_budget[3], cleanest_in_budget[1], cleanest_in_budget[2]))):
                 cleanest_in_budget = option
@@ -164,7 +167,7 @@ def search_priced(problem: Problem, prices: Sequence[PriceForecast | None],
                               passed_up=_window(target), passed_up_saving_pct=gain),
                     price_now, cap, priced_until=priced_until, baseline=baseline)
             target = best_now
-    ruled_out = cleanest if cap is not None and cleanest[4] > cap + _TOLERANCE * max(1.0, abs(cap)) else None
+    ruled_out = cleanest if cap is not None and cleanest[4] > cap + _PRICE_TOLERANCE * max(1.0, abs(cap)) else None
     extra = dict(cap=cap, cleanest=None if ruled_out is None else _window(ruled_out),
                  cleanest_price=None if ruled_out is None else ruled_out[4], over_ceiling=over_ceiling,
                  priced_until=priced_until, over_budget=over_budget, baseline=baseline)
