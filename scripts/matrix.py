@@ -64,9 +64,14 @@ class Cell:
     result: dict = field(default_factory=dict)
 
 
+#: Airflow 3.1.8 sets an attribute on cryptography's MultiFernet, which cryptography 51 (a Rust class) refuses:
+#: every deferral then fails with "Database error occurred" ('MultiFernet' object has no attribute
+#: 'is_encrypted'). Airflow's constraints pin an older cryptography; a clean resolve must pin it too.
+AIRFLOW_31 = ("apache-airflow==3.1.8", "cryptography<51")
+
 CELLS = [
-    Cell("airflow-3.1-py3.11", "3.11", "airflow", ("apache-airflow==3.1.8",)),
-    Cell("airflow-3.1-py3.12", "3.12", "airflow", ("apache-airflow==3.1.8",), fallback_python=True),
+    Cell("airflow-3.1-py3.11", "3.11", "airflow", AIRFLOW_31),
+    Cell("airflow-3.1-py3.12", "3.12", "airflow", AIRFLOW_31, fallback_python=True),
     Cell("airflow-3.3-py3.11", "3.11", "airflow", ("apache-airflow==3.3.2",)),
     Cell("airflow-3.3-py3.12", "3.12", "airflow", ("apache-airflow==3.3.2",)),
     Cell("airflow-3.3-py3.13", "3.13", "airflow", ("apache-airflow==3.3.2",)),
