@@ -57,7 +57,7 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param max_intensity: the carbon ceiling of a cost policy (gCO2eq/kWh).
     :param carbon_price_per_tonne: an internal carbon price folding cost and carbon into one figure.
     :param currency: the prices' currency (ISO 4217); a price source quoting another is refused.
-    :param persistence_prior: where the source serves measured history (WattTime), blend each
+    :param persistence_prior: where the source serves measured history (WattTime, NESO), blend each
         forecast hour with the zone's measured past, weighted by how wrong each has been (default
         True); False plans on the forecast as it is.
     :param deferrable: wait in the triggerer (default True) rather than in a worker slot.

@@ -4,7 +4,8 @@ National by default; one region with ``region_id`` (1-18) or the region of a ``p
 code, e.g. ``"RG10"``). Zone names are ``GB`` or ``GB-...`` (a label of your choice for a region).
 Values are average intensities in gCO2/kWh. The national endpoint returns ``actual`` beside
 ``forecast`` for the current slot when it is known: the forecast then reports its current error
-(``recent_error``) so the gate can correct the next hours.
+(``recent_error``). :meth:`NesoSource.fetch_measured` reads the national ``actual`` values of a past
+range from ``/intensity/{from}/{to}`` (at most 14 days a request) for the gate's persistence prior.
 
 >>> NesoSource(region_id=13).to_spec()["region_id"]
 13
@@ -25,10 +26,12 @@ from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.signals.registry import register_source_kind
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["NESO_BASE_URL", "NesoSource", "parse_neso"]
+__all__ = ["NESO_BASE_URL", "NesoSource", "parse_neso", "parse_neso_actuals"]
 
 NESO_BASE_URL = "https://api.carbonintensity.org.uk"
 _SLOT = timedelta(minutes=30)
+#: The longest range ``/intensity/{from}/{to}`` serves in one request.
+_MAX_RANGE = timedelta(days=14)
 _OUTWARD_CODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
 #: The forecast's typical relative error 24 h ahead: about 24 g/kWh mean absolute error on a
 #: ~190 g/kWh national average in a long-run tracking of this API (2023-2024).
@@ -98,6 +101,32 @@ class NesoSource:
                                         max_stale_s=self.max_stale.total_seconds())
         return relabel(forecast, zone)
 
+    async def fetch_measured(self, zone: str, start: datetime, end: datetime, *, now: datetime) -> Forecast:
+        """Great Britain's measured (``actual``) national intensity up to the last whole hour: the persistence prior.
+
+        ``/intensity/{from}/{to}`` serves at most 14 days per request, so a longer window is asked in
+        14-day pieces; the whole is cached for an hour (one set of requests per hour, not per gate).
+        Regional forecasts carry no measurements: a regional source raises SourceDataError.
+        """
+        self.check_zone(zone)
+        if self.region_id is not None or self.postcode is not None:
+            raise SourceDataError("the NESO regional endpoints publish no measured intensity; the national one does")
+        now = as_utc(now, "now")
+        until = datetime.fromtimestamp(min(as_utc(end, "end"), now).timestamp() // 3600 * 3600, UTC)
+        since = until - timedelta(seconds=round((as_utc(end, "end") - as_utc(start, "start")).total_seconds()))
+        key = (self.kind, "measured", self.base_url, since, until)
+
+        async def download() -> Forecast:
+            pieces, at = [], since
+            while at < until:
+                upto = min(until, at + _MAX_RANGE)
+                pieces.append(await self._client.get_json(f"/intensity/{at:%Y-%m-%dT%H:%MZ}/{upto:%Y-%m-%dT%H:%MZ}"))
+                at = upto
+            return parse_neso_actuals(pieces, zone=zone, since=since, until=until)
+
+        forecast = await self.cache.get(key, download, ttl_s=3600.0, max_stale_s=self.max_stale.total_seconds())
+        return relabel(forecast, zone)
+
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "region_id": self.region_id, "postcode": self.postcode, "base_url": self.base_url,
                 **self.settings.to_spec()}
@@ -161,6 +190,34 @@ def parse_neso(payload: Any, *, zone: str, requested: datetime, now: datetime) -
         resolution=_SLOT, error_24h=NESO_ERROR_24H,
         recent_error=recent_error if recent_error is None or recent_error > -1 else None, recent_error_lead_h=0.5,
     )
+
+
+def parse_neso_actuals(payloads: list[Any], *, zone: str, since: datetime, until: datetime) -> Forecast:
+    """A measured Forecast from ``/intensity/{from}/{to}`` responses: each slot's ``actual`` in ``[since, until)``.
+
+    The API answers from the slot that ends at ``from``, and a recent slot may have no ``actual`` yet:
+    slots outside the window or without an actual are left out (the series steps over them).
+    """
+    where = "the NESO Carbon Intensity API"
+    points: dict[datetime, float] = {}
+    for payload in payloads:
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise SourceDataError(f"{where} returned no 'data' list for a measured range")
+        for i, slot in enumerate(data):
+            try:
+                start = utc_moment(datetime.fromisoformat(str(slot["from"]).replace("Z", "+00:00")), f"slot {i}", where)
+                actual = slot["intensity"].get("actual")
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise SourceDataError(f"{where}: slot {i} lacks from/intensity: {str(slot)[:120]}") from None
+            if isinstance(actual, bool) or not isinstance(actual, int | float) or not since <= start < until:
+                continue
+            points[start] = to_float(actual, f"slot {i}'s actual", where)
+    if not points:
+        raise SourceDataError(f"{where} returned no measured intensity between {since.isoformat()} and {until.isoformat()}")
+    ordered = sorted(points.items())
+    return Forecast.from_points(ordered, zone=zone, source="neso-actual", signal="average", issued_at=until,
+                                resolution=_SLOT, measured_until=min(until, ordered[-1][0] + _SLOT), error_24h=0.0)
 
 
 register_source_kind(NesoSource.kind, NesoSource.from_spec)

@@ -181,3 +181,63 @@ def test_bad_payloads_raise_specific_errors(body, error, phrase):
     with faulty_server(lambda n, h: send_json(h, body)) as server:
         with pytest.raises(error, match=phrase):
             fetch(NesoSource(base_url=server["url"], settings=FAST, cache=ForecastCache()))
+
+
+def neso_range(seen):
+    """A MockTransport answering fw48h with the recorded forecast and /intensity/{from}/{to} in its recorded slot shape.
+
+    As the live API does, a range answers from the slot that ends at ``from``; the last two slots
+    have no ``actual`` yet.
+    """
+    from datetime import timedelta
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        parts = request.url.path.split("/")
+        if parts[-1] == "fw48h":
+            return httpx.Response(200, json=fixture("neso_national_fw48h"))
+        start, end = (datetime.strptime(p, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC) for p in parts[2:4])
+        slots, at = [], start - timedelta(minutes=30)
+        while at < end:
+            actual = 180 + 60 * (at.hour < 6) if at < NOW.replace(minute=0) - timedelta(hours=1) else None
+            slots.append({"from": f"{at:%Y-%m-%dT%H:%MZ}", "to": f"{at + timedelta(minutes=30):%Y-%m-%dT%H:%MZ}",
+                          "intensity": {"forecast": 200, "actual": actual, "index": "moderate"}})
+            at += timedelta(minutes=30)
+        return httpx.Response(200, json={"data": slots})
+
+    return httpx.MockTransport(handler)
+
+
+def test_measured_history_comes_in_14_day_pieces_once_an_hour_and_feeds_the_prior():
+    """28 days are two /intensity/{from}/{to} requests, whole hours, cached; the gate then plans on the blend."""
+    from datetime import timedelta
+
+    from carbon_sensors import CarbonGate, Policy, decide
+    from carbon_sensors.planning.prior import HISTORY
+
+    seen = []
+    source = NesoSource(transport=neso_range(seen), cache=ForecastCache())
+    hour = NOW.replace(minute=0)
+    measured = asyncio.run(source.fetch_measured("GB", NOW - HISTORY, NOW, now=NOW))
+    first, second = hour - HISTORY, hour - HISTORY + timedelta(days=14)
+    assert seen == [f"/intensity/{first:%Y-%m-%dT%H:%MZ}/{second:%Y-%m-%dT%H:%MZ}",
+                    f"/intensity/{second:%Y-%m-%dT%H:%MZ}/{hour:%Y-%m-%dT%H:%MZ}"]
+    assert measured.starts_s[0] == first.timestamp()  # the slot ending at `from` is left out
+    assert measured.measured_until == hour - timedelta(hours=1)  # the slots without an actual are too
+    assert measured.error_24h == 0 and measured.source == "neso-actual" and set(measured.values) == {180.0, 240.0}
+    gate = CarbonGate(zones="GB", deadline=NOW + timedelta(hours=6), expected_duration=timedelta(hours=1),
+                      source=source, policy=Policy(min_saving_pct=0))
+    decision = asyncio.run(decide(gate, now=NOW, deadline=NOW + timedelta(hours=6), submitted_at=NOW))
+    assert decision.plan.source == "neso + persistence"
+    assert len([p for p in seen if not p.endswith("fw48h")]) == 2  # the gate's history was the cached one
+
+
+def test_regional_sources_and_empty_ranges_have_no_measured_history():
+    from datetime import timedelta
+
+    with pytest.raises(SourceDataError, match="regional endpoints publish no measured intensity"):
+        asyncio.run(NesoSource(region_id=13).fetch_measured("GB", NOW - timedelta(days=1), NOW, now=NOW))
+    empty = NesoSource(transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"data": []})),
+                       cache=ForecastCache())
+    with pytest.raises(SourceDataError, match="no measured intensity between"):
+        asyncio.run(empty.fetch_measured("GB", NOW - timedelta(days=1), NOW, now=NOW))
