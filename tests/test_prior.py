@@ -174,3 +174,21 @@ def test_a_window_of_the_backtest_index_is_analysed_as_the_window_alone(shared_d
         assert fast.errors == pytest.approx(alone.errors, rel=1e-9)
         assert [round(v, 6) for v in fast.sums[144:]] == [round(v, 6) for v in alone.sums[144:]]
         assert all(math.isnan(v) for v in fast.sums[:144] + alone.sums[:144])
+
+
+def test_a_slow_history_is_given_up_and_the_plan_made_on_the_forecast(monkeypatch, caplog):
+    """A history slower than HISTORY_TIMEOUT_S never holds a decision up."""
+    import carbon_sensors.gate as gate_module
+
+    class Slow(MeasuringSource):
+        async def fetch_measured(self, zone, start, end, *, now):
+            await asyncio.sleep(5)
+            return measured()
+
+    monkeypatch.setattr(gate_module, "HISTORY_TIMEOUT_S", 0.05)
+    values = [300.0] * 30
+    values[20] = 150.0
+    with caplog.at_level(logging.INFO, logger="carbon_sensors.gate"):
+        decision = decide_now(gate(Slow({"DE": forecast(values)})))
+    assert decision.plan.source == "fc" and decision.plan.intensity_planned == 150.0
+    assert "no measured history for DE (TimeoutError" in caplog.text

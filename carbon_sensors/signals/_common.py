@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceDataError, SourceError
@@ -75,3 +75,22 @@ def to_float(value: int | float, what: str, where: str) -> float:
         return float(value)
     except OverflowError:
         raise SourceDataError(f"{where}: {what} is a number too large to be an intensity") from None
+
+
+#: How long a zone's measured history serves before it is asked again: it only grows by the last hour.
+MEASURED_REFRESH = timedelta(hours=1)
+
+
+def measured_window(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """``[start, end]`` moved to end at the last whole hour at or before ``end`` and ``now``, same length.
+
+    Every gate of a zone then asks its source the same question within an hour, so one cached
+    request serves them all.
+
+    >>> t = datetime(2026, 6, 15, 10, 40, tzinfo=UTC)
+    >>> [w.isoformat() for w in measured_window(t - timedelta(days=1), t, t)]
+    ['2026-06-14T10:00:00+00:00', '2026-06-15T10:00:00+00:00']
+    """
+    end = as_utc(end, "end")
+    until = datetime.fromtimestamp(min(end, as_utc(now, "now")).timestamp() // 3600 * 3600, UTC)
+    return until - timedelta(seconds=round((end - as_utc(start, "start")).total_seconds())), until

@@ -16,16 +16,20 @@ from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceAuthError, SourceError
 from carbon_sensors.forecast import Forecast
-from carbon_sensors.signals._common import check_base_url, coordinate, relabel, scrubbed
+from carbon_sensors.signals._common import (
+    MEASURED_REFRESH,
+    check_base_url,
+    coordinate,
+    measured_window,
+    relabel,
+    scrubbed,
+)
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.credentials import Credentials, env_prefix, resolve_credentials
 from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.timeutil import as_utc
 
-__all__ = ["MEASURED_REFRESH", "KeyedHttpSource", "check_horizon_hours", "coordinate_pair"]
-
-#: How long a zone's measured history serves before it is asked again: it only grows by the last hour.
-MEASURED_REFRESH = timedelta(hours=1)
+__all__ = ["KeyedHttpSource", "check_horizon_hours", "coordinate_pair"]
 
 
 def check_horizon_hours(value: Any) -> int:
@@ -182,9 +186,7 @@ class KeyedHttpSource:
         question; ``download(zone, start, end, creds, base_url)`` makes the request.
         """
         self.check_zone(zone)
-        now = as_utc(now, "now")
-        until = datetime.fromtimestamp(min(as_utc(end, "end"), now).timestamp() // 3600 * 3600, UTC)
-        since = until - timedelta(seconds=round((as_utc(end, "end") - as_utc(start, "start")).total_seconds()))
+        since, until = measured_window(start, end, now)
         key = (self.kind, "measured", self.base_url, self.conn_id, self._cache_where(zone), *self._cache_options(),
                since, until)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from carbon_sensors.errors import ConfigurationError, SourceDataError, UnknownZoneError
 from carbon_sensors.forecast import Forecast
-from carbon_sensors.signals._common import relabel, to_float, utc_moment
+from carbon_sensors.signals._common import MEASURED_REFRESH, measured_window, relabel, to_float, utc_moment
 from carbon_sensors.signals.cache import DEFAULT_CACHE, ForecastCache
 from carbon_sensors.signals.http import HttpClient, HttpSettings
 from carbon_sensors.signals.registry import register_source_kind
@@ -111,9 +111,7 @@ class NesoSource:
         self.check_zone(zone)
         if self.region_id is not None or self.postcode is not None:
             raise SourceDataError("the NESO regional endpoints publish no measured intensity; the national one does")
-        now = as_utc(now, "now")
-        until = datetime.fromtimestamp(min(as_utc(end, "end"), now).timestamp() // 3600 * 3600, UTC)
-        since = until - timedelta(seconds=round((as_utc(end, "end") - as_utc(start, "start")).total_seconds()))
+        since, until = measured_window(start, end, now)
         key = (self.kind, "measured", self.base_url, since, until)
 
         async def download() -> Forecast:
@@ -124,7 +122,8 @@ class NesoSource:
                 at = upto
             return parse_neso_actuals(pieces, zone=zone, since=since, until=until)
 
-        forecast = await self.cache.get(key, download, ttl_s=3600.0, max_stale_s=self.max_stale.total_seconds())
+        forecast = await self.cache.get(key, download, ttl_s=MEASURED_REFRESH.total_seconds(),
+                                        max_stale_s=self.max_stale.total_seconds())
         return relabel(forecast, zone)
 
     def to_spec(self) -> dict[str, Any]:
