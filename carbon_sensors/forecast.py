@@ -13,6 +13,7 @@ Points may come at any resolution (5 min, 30 min, 1 h) and need not be evenly sp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -124,6 +125,34 @@ class Forecast(StepSeries):
             recent_error=recent_error,
             recent_error_lead_h=recent_error_lead_h,
         )
+
+    def slice_points(self, lo: int, hi: int, *, measured_until: datetime | None = None) -> Forecast:
+        """Points ``lo:hi`` as a Forecast of their own, ending where point ``hi`` starts (at ``end_s`` for the last).
+
+        The points were checked when this forecast was built, so they are not checked again: a
+        backtest slices a three-year trace every simulated hour.
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> t0 = datetime(2026, 6, 15, tzinfo=timezone.utc)
+        >>> f = Forecast.from_points([(t0 + timedelta(hours=h), 100.0 * (h + 1)) for h in range(4)], zone="DE",
+        ...                          source="example", resolution=timedelta(hours=1))
+        >>> part = f.slice_points(1, 3)
+        >>> part.values, part.window_mean(t0 + timedelta(hours=1), timedelta(hours=2))
+        ((200.0, 300.0), 250.0)
+        """
+        n = len(self.starts_s)
+        if not 0 <= lo < hi <= n:
+            raise ValueError(f"slice {lo}:{hi} is not within the forecast's {n} points")
+        part = object.__new__(Forecast)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_cumulative"}
+        fields.update(starts_s=self.starts_s[lo:hi], values=self.values[lo:hi],
+                      end_s=self.starts_s[hi] if hi < n else self.end_s,
+                      measured_until=as_utc(measured_until, "measured_until") if measured_until else self.measured_until)
+        base = self._cumulative[lo]
+        fields["_cumulative"] = tuple(c - base for c in self._cumulative[lo:hi])
+        for name, value in fields.items():
+            object.__setattr__(part, name, value)
+        return part
 
     def mean_between(self, start_s: float, end_s: float) -> float:
         """Time-weighted mean intensity over ``[start_s, end_s]`` (epoch seconds), clipped to coverage."""
