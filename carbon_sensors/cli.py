@@ -125,7 +125,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if policy.persistence_prior:  # as a gate plans: blended with the measured past where the source has it
         from carbon_sensors.gate import with_recent_past
 
-        forecasts = run_sync(with_recent_past(source, forecasts, now))
+        forecasts = run_sync(with_recent_past(source, forecasts, now, deadline))
     result = plan(forecasts, now=now, deadline=deadline, expected_duration=duration, policy=policy)
     decided = result.to_dict()
     if args.json:

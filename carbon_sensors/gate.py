@@ -339,7 +339,7 @@ async def _decide(
                         "task started, so this is handled as a source failure", exc)
             raise SourceError(f"{type(exc).__name__}: {exc}") from exc
         if policy.persistence_prior:
-            forecasts = await with_recent_past(gate.source, forecasts, now)
+            forecasts = await with_recent_past(gate.source, forecasts, now, deadline)
         if memory is not None:
             forecasts = [memory.correct(f) for f in forecasts]
         result = _plan(gate, policy, forecasts, now, deadline, submitted_at, prices)
@@ -437,8 +437,9 @@ async def _fetch(source: Source, zones: Sequence[str], now: datetime, deadline: 
     return forecasts
 
 
-async def with_recent_past(source: Source, forecasts: list, now: datetime) -> list:
-    """Each forecast blended with the zone's measured past (:mod:`carbon_sensors.planning.prior`).
+async def with_recent_past(source: Source, forecasts: list, now: datetime, until: datetime | None = None) -> list:
+    """Each forecast blended with the zone's measured past (:mod:`carbon_sensors.planning.prior`), up to ``until``
+    (the deadline: no plan reads past it).
 
     Only where the source serves measured history (``fetch_measured``); a history that fails, is
     slower than ``HISTORY_TIMEOUT_S`` or is too short leaves the forecast as it is: the prior
@@ -468,7 +469,7 @@ async def with_recent_past(source: Source, forecasts: list, now: datetime) -> li
                      type(exc).__name__, exc)
             out.append(forecast)
             continue
-        out.append(blend_with_persistence(forecast, measured, now=now))
+        out.append(blend_with_persistence(forecast, measured, now=now, until=until))
     return out
 
 

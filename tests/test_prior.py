@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,10 +16,11 @@ from carbon_sensors.errors import SourceError
 from carbon_sensors.forecast import Forecast
 from carbon_sensors.planning.prior import (
     HISTORY,
+    HOUR_OF_DAY_PSEUDO_SAMPLES,
     MIN_PAIRS_H,
     PRIOR_MARK,
     blend_with_persistence,
-    persistence_errors,
+    persistence_fit,
 )
 from carbon_sensors.simulate import load_trace
 from carbon_sensors.simulate_strategies import SimulatedSource
@@ -39,32 +41,83 @@ def forecast(values, error_24h=0.1, signal="average") -> Forecast:
                                 issued_at=NOW, resolution=HOUR, error_24h=error_24h, signal=signal)
 
 
-def test_each_hour_is_weighted_by_the_inverse_of_its_variance():
-    """blended = w f + (1 - w) p, w = v_prior / (v_prior + sigma^2 h / 24), p the week's mean at the smallest lag measured."""
-    history = measured()
-    errors = persistence_errors(history)
+def usual(history: Forecast, t: datetime, lag: int) -> float:
+    """The mean of ``t``'s hour over the seven days from ``lag`` days before, written out."""
+    return sum(history.value_at(t - timedelta(days=d)) for d in range(lag, lag + 7)) / 7
+
+
+def wavy(d: int, h: int) -> float:
+    """A day shape plus a slow, irregular departure, so every lead has something to fit."""
+    return (200.0 + 60 * math.sin(h / 24 * 2 * math.pi)) * (1 + 0.15 * math.sin(d * 1.7 + h / 9))
+
+
+def test_each_hour_is_blended_with_the_usual_level_moved_by_now_s_departure():
+    """prior = usual_L(T) * exp(slope_h * departure(now)); blended = w f + (1 - w) prior, w by inverse variances."""
+    history = measured(days=28, value_on_day=wavy)
+    fits = persistence_fit(history)
     fc = forecast([300.0] * 80)
     blended = blend_with_persistence(fc, history, now=NOW)
     assert blended.source == "fc" + PRIOR_MARK
     assert blended.values[0] == 300.0  # the current hour: not blended
     for h, lag in ((1, 1), (23, 1), (24, 2), (47, 2), (48, 3), (71, 3)):  # the current hour is not yet measured
-        prior = sum(history.value_at(NOW + h * HOUR - timedelta(days=d)) for d in range(lag, lag + 7)) / 7
-        w = errors[lag] / (errors[lag] + 0.1 ** 2 * h / 24)
+        target = NOW + h * HOUR
+        fit = fits[h]
+        prior = usual(history, target, lag) * math.exp(fit.slope * (math.log(300.0) - math.log(usual(history, NOW, lag))))
+        v = fit.variance_at(target.hour)
+        w = v / (v + 0.1 ** 2 * h / 24)
         assert blended.values[h] == pytest.approx(w * 300.0 + (1 - w) * prior), (h, lag)
-    assert blended.values[72:] == (300.0,) * 8  # three days ahead and beyond: no lag is measured yet
+    assert blended.values[72:] == (300.0,) * 8  # three days ahead and beyond: no usual level is measured yet
 
 
-def test_persistence_errors_are_mean_squared_relative_errors_per_lag():
-    """Each lag's error is the mean of (1 - prior / m(t))^2 over its hourly samples."""
-    history = measured(days=11, value_on_day=lambda d, h: 100.0 * (1 + d))  # one level per day
-    errors = persistence_errors(history)
-    for lag in (1, 2):
-        # On day D the prior is the mean of days D - lag - 6 .. D - lag: a level of 1 + D - lag - 3.
-        days = range(lag + 6, 11)
-        expected = sum(((lag + 3) / (1 + day)) ** 2 for day in days) / len(days)
-        assert errors[lag] == pytest.approx(expected)
-    assert 3 not in errors  # two days of lag-3 samples: under MIN_PAIRS_H
+def test_the_fit_is_the_least_squares_slope_of_departures_and_its_error():
+    """slope = sum(x y) / sum(x x) over the pairs (departure(s), departure(s + h)), clipped to [0, 1]; the
+    variance is the mean squared residual, per hour of day shrunk towards all hours."""
+    history = measured(days=28, value_on_day=wavy)
+    values = [history.value_at(NOW - timedelta(days=28) + k * HOUR) for k in range(28 * 24)]
+    for h in (1, 5, 30):
+        lag = -(-(h + 1) // 24)
+
+        def departure(j: int, lag: int = lag) -> float:
+            return math.log(values[j]) - math.log(sum(values[j - 24 * d] for d in range(lag, lag + 7)) / 7)
+
+        pairs = [(departure(j - h), departure(j), j % 24) for j in range(h + 24 * (lag + 6), len(values))]
+        slope = min(1.0, max(0.0, sum(x * y for x, y, _ in pairs) / sum(x * x for x, _, _ in pairs)))
+        squared = [(y - slope * x) ** 2 for x, y, _ in pairs]
+        fit = persistence_fit(history)[h]
+        assert fit.pairs == len(pairs) and fit.slope == pytest.approx(slope)
+        assert fit.variance == pytest.approx(sum(squared) / len(squared))
+        at_three = [e for e, (_, _, hour) in zip(squared, pairs, strict=True) if hour == 3]
+        assert fit.variance_at(3) == pytest.approx(
+            (sum(at_three) + HOUR_OF_DAY_PSEUDO_SAMPLES * fit.variance) / (len(at_three) + HOUR_OF_DAY_PSEUDO_SAMPLES))
     assert MIN_PAIRS_H == 72
+
+
+def test_a_departure_that_lasts_moves_the_near_hours_and_fades_from_the_far_ones():
+    """Where the grid's departures from its usual level last hours but not days, a forecast hour soon after
+    now is pulled towards now's level, one a day and more ahead towards the usual level."""
+    levels = [random.Random(k).uniform(0.7, 1.4) for k in range(60)]  # a level of its own every 12 hours
+
+    def lasting(d: int, h: int) -> float:
+        return 200.0 * levels[d * 2 + h // 12]
+
+    history = measured(days=28, value_on_day=lasting)
+    fits = persistence_fit(history)
+    assert fits[1].slope > 0.8 and fits[40].slope < 0.3
+    high_now = forecast([400.0] + [200.0] * 60, error_24h=0.6)  # runs high now; a rough forecast says it drops
+    blended = blend_with_persistence(high_now, history, now=NOW)
+    assert blended.values[1] > 250.0 and abs(blended.values[40] - 200.0) < 0.2 * (blended.values[1] - 200.0)
+
+
+def test_an_hour_of_day_that_has_been_hard_to_call_trusts_the_forecast_more():
+    """The prior's error is measured per hour of day: where it has been wrong, the forecast weighs more."""
+    def noisy_at_nine(d: int, h: int) -> float:
+        return 200.0 + (80.0 * (-1) ** d if h == 9 else 0.0)
+
+    history = measured(days=28, value_on_day=noisy_at_nine)
+    fit = persistence_fit(history)[9]
+    assert fit.variance_at(9) > 10 * fit.variance_at(8)
+    blended = blend_with_persistence(forecast([200.0] + [260.0] * 30), history, now=NOW)
+    assert abs(blended.values[9] - 260.0) < abs(blended.values[8] - 260.0)
 
 
 def test_nothing_is_blended_without_a_stated_error_enough_history_or_the_same_signal():
@@ -73,6 +126,11 @@ def test_nothing_is_blended_without_a_stated_error_enough_history_or_the_same_si
     assert blend_with_persistence(fc, measured(days=9), now=NOW) is fc  # 2 days of lag-1 samples only
     assert blend_with_persistence(forecast([300.0] * 30, signal="marginal"), measured(), now=NOW).source == "fc"
     assert blend_with_persistence(fc, measured(), now=NOW, scale=0.0) is fc
+    later = Forecast.from_points([(NOW + k * HOUR, 300.0) for k in range(1, 30)], zone="DE", source="fc", issued_at=NOW,
+                                 resolution=HOUR, error_24h=0.1)
+    assert blend_with_persistence(later, measured(), now=NOW) is later  # no value for now to measure a departure by
+    blended = blend_with_persistence(fc, measured(), now=NOW, until=NOW + 5 * HOUR)
+    assert blended.values[5:] == fc.values[5:] and blended.values[1:5] != fc.values[1:5]  # up to the deadline only
 
 
 def test_hours_the_forecast_already_measured_are_kept():
@@ -149,19 +207,21 @@ def test_the_backtest_source_serves_only_what_was_measured_before_the_current_ho
     assert history.values[-1] == trace.actual.values[at]
 
 
-def test_an_unevenly_spaced_history_gives_the_same_errors_as_an_hourly_one():
+def test_an_unevenly_spaced_history_gives_the_same_fit_as_an_hourly_one():
     """The index shortcut for evenly spaced points and the general sampling agree."""
     hourly = measured(value_on_day=lambda d, h: 150.0 + 40 * ((d * 7 + h * 3) % 5))
     points = list(hourly.points())
     half_hour_later = (points[10][0] + timedelta(minutes=30), points[10][1])  # an extra point, same value
     uneven = [*points[:11], half_hour_later, *points[11:]]
     irregular = Forecast.from_points(uneven, zone="DE", source="measured", resolution=HOUR, measured_until=NOW)
-    assert persistence_errors(irregular) == pytest.approx(persistence_errors(hourly))
-    assert set(persistence_errors(hourly)) == {1, 2, 3}
+    fits, expected = persistence_fit(irregular), persistence_fit(hourly)
+    assert set(fits) == set(expected) and set(range(1, 72)) - set(fits)  # 14 days: the longest leads have too few pairs
+    for h, fit in expected.items():
+        assert (fits[h].slope, fits[h].variance, fits[h].pairs) == pytest.approx((fit.slope, fit.variance, fit.pairs))
 
 
-def test_a_window_of_the_backtest_index_is_analysed_as_the_window_alone(shared_data):
-    """PersistenceIndex gives any window of a real trace the errors and sums that analysing it alone gives."""
+def test_a_window_of_the_backtest_index_is_fitted_as_the_window_alone(shared_data):
+    """PersistenceIndex fits any window of a real trace as fitting that window alone does."""
     from carbon_sensors.planning.prior import PersistenceIndex, _analysed, _history
 
     trace = load_trace(shared_data / "carbon" / "ZA_2021-2023_hourly.csv").actual
@@ -170,10 +230,16 @@ def test_a_window_of_the_backtest_index_is_analysed_as_the_window_alone(shared_d
         start = trace.starts_s[0] + day * 86400 + 5 * 3600
         window = index.window(start, start + HISTORY.total_seconds())
         fast, alone = _history(window), _analysed(window)
-        assert fast is not alone and fast.first == alone.first and set(fast.errors) == set(alone.errors)
-        assert fast.errors == pytest.approx(alone.errors, rel=1e-9)
-        assert [round(v, 6) for v in fast.sums[144:]] == [round(v, 6) for v in alone.sums[144:]]
-        assert all(math.isnan(v) for v in fast.sums[:144] + alone.sums[:144])
+        assert fast is not alone and fast.first == alone.first
+        now_j = len(window.values)
+        for h in (1, 7, 23, 24, 50, 71):
+            a, b = fast.fit(h), alone.fit(h)
+            assert a.pairs == b.pairs and (a.slope, a.variance) == pytest.approx((b.slope, b.variance), rel=1e-9)
+            assert [a.variance_at(hour) for hour in range(24)] == pytest.approx(
+                [b.variance_at(hour) for hour in range(24)], rel=1e-9)
+            lag = -(-(h + 1) // 24)
+            assert fast.usual(lag, now_j + h) == pytest.approx(alone.usual(lag, now_j + h), rel=1e-12)
+        assert math.isnan(fast.usual(1, now_j + 24)) and math.isnan(alone.usual(1, now_j + 24))  # not yet measured
 
 
 def test_a_slow_history_is_given_up_and_the_plan_made_on_the_forecast(monkeypatch, caplog):
