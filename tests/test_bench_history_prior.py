@@ -1,4 +1,4 @@
-"""bench/history_prior.py on a cut of the real traces: its replay is the package's replan; exact forecasts reach the oracle."""
+"""bench/history_prior.py on cut real traces: its replay is the package's replan and gate; exact forecasts are the oracle."""
 
 from __future__ import annotations
 
@@ -41,35 +41,40 @@ def run(data: Path, *args: str) -> tuple[dict, str]:
     return json.loads(out), summary
 
 
-def test_lam_zero_is_the_packages_replan_and_the_blend_is_scored_on_what_it_was_not_tuned_on(data):
-    out, summary = run(data, "--prior", "day", "--prior-days", "3")
-    assert summary.startswith("history_prior sigma24=0.1 seeds=1 prior_days=3: day/nightly: replan ")
+def test_its_rules_are_the_packages_replan_and_gate_and_are_scored_on_what_they_were_not_tuned_on(data):
+    """lam 0 is the package's replan and departure_hour at lam 1 the gate (carbon_sensors), zone by zone."""
+    out, summary = run(data, "--prior", "departure_hour")
+    assert summary.startswith("history_prior sigma24=0.1 seeds=1 history_days=28 (held-out zones / held-out year; "
+                              "chosen on DE before 2023): nightly: replan ")
     assert out["tune_zones"] == ["DE"] and out["holdout_year"] == 2023
+    assert out["rules"] == ["replan@0", "departure_hour@0.5", "departure_hour@1", "departure_hour@2"]
     backtest = simulate([[load_trace(data / f"{z}_2021-2023_hourly.csv")] for z in ("DE", "GB")],
-                        SimulationSettings(workloads=tuple(WORKLOADS.values()), strategies=("replan", "oracle"),
+                        SimulationSettings(workloads=tuple(WORKLOADS.values()),
+                                           strategies=("replan", "carbon_sensors", "oracle"),
                                            seeds=1, policy=Policy(min_saving_pct=0.0)), workers=1)
     means = {(r["zone"], r["workload"], r["strategy"]): r["mean_intensity"] for r in backtest["results"]}
     compared = []
-    for workload, table in out["priors"]["day"].items():
+    for workload, table in out["workloads"].items():
         for zone in ("DE", "GB"):
             now, oracle = means[(zone, workload, "now")], means[(zone, workload, "oracle")]
             if now - oracle < 1.0:
                 continue  # too little to gain for a share to mean anything on 40 days
-            replan = (now - means[(zone, workload, "replan")]) / (now - oracle)
-            assert table["per_zone"][zone]["0.0"] == pytest.approx(replan, abs=1e-3), (workload, zone)
+            for rule, strategy in (("replan@0", "replan"), ("departure_hour@1", "carbon_sensors")):
+                share = (now - means[(zone, workload, strategy)]) / (now - oracle)
+                assert table["per_zone"][zone][rule] == pytest.approx(share, abs=1e-3), (workload, zone, rule)
             compared.append((workload, zone))
-        assert table["lam_chosen_on_tuning"] in out["lams"]
-        assert set(table["held_out_zones"]) == {str(lam) for lam in out["lams"]}
-        assert table["held_out_year"]["0.0"] is not None and table["tuning_zones_years"]["0.0"] is not None
+        assert table["chosen_on_tuning"] in out["rules"]
+        assert set(table["held_out_zones"]) == set(out["rules"])
+        assert table["held_out_year"]["replan@0"] is not None and table["tuning_zones_years"]["replan@0"] is not None
     assert len(compared) >= 6, compared  # the check above compared most zones and workloads
 
 
 def test_exact_forecasts_make_every_rule_the_oracle(data):
-    out, _ = run(data, "--sigma24", "0", "--prior", "day", "--prior", "week")
-    for kind in ("day", "week"):
-        for workload, table in out["priors"][kind].items():
-            for lam, share in table["all"].items():
-                assert share == pytest.approx(1.0, abs=1e-9), (kind, workload, lam)
+    out, _ = run(data, "--sigma24", "0")
+    assert {rule.split("@")[0] for rule in out["rules"]} == {"replan", "usual", "departure", "departure_hour"}
+    for workload, table in out["workloads"].items():
+        for rule, share in table["all"].items():
+            assert share == pytest.approx(1.0, abs=1e-9), (workload, rule)
 
 
 def test_no_traces_is_an_error(tmp_path):
